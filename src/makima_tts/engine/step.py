@@ -1,0 +1,203 @@
+"""Lockstep frame generation over a pool of slots: one slot = one utterance in flight.
+
+`FrameBatch` owns every per-stream tensor (talker and code-predictor KV caches, codec streaming
+state, last codebook-0 token, past hidden state, repetition-penalty memory, sampling settings). A
+step advances every occupied slot by one frame in batched calls:
+
+    code predictor: [past_hidden, C(c0)] -> c1..c15      (16 positions, fresh cache per frame)
+    codec:          16 codes -> 1920 samples              (streaming state per slot)
+    talker:         sum of 16 code embeddings + trailing text row -> next c0
+
+Slots are filled lowest-index first and a step runs on rows [0, n) where n is one past the highest
+occupied slot, so every cache access is a plain view. Rows of empty slots inside that range compute
+throwaway values and draw no random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..model.codec import CodecState
+from .prompt import Prompt
+from .sampling import RowSampling, choose, choose_codebook0
+from .types import SamplingParams
+
+
+def _first_rows(state: CodecState, n: int) -> CodecState:
+    """A view of rows [0, n) of a codec state (the codec updates its state in place)."""
+    return CodecState([t[:n] for t in state.conv], [k[:n] for k in state.keys], [v[:n] for v in state.values],
+                      state.pos[:n])
+
+
+@dataclass
+class SlotSettings:
+    sampling: SamplingParams
+    generator: torch.Generator
+    budget: int  # frames
+    stop_on_eos: bool
+    trailing: torch.Tensor  # [N, H]
+    pad: torch.Tensor  # [H]
+    frames: int = 0
+    extras: dict = field(default_factory=dict)
+
+    def trailing_row(self) -> torch.Tensor:
+        return self.trailing[self.frames] if self.frames < self.trailing.shape[0] else self.pad
+
+
+@dataclass
+class StepResult:
+    codes: np.ndarray  # [n, 16] int64
+    audio: np.ndarray  # [n, 1920] float32
+    next_token: np.ndarray  # [n] int64 codebook 0 of the following frame
+
+
+class FrameBatch:
+    def __init__(self, tts, slots: int, max_context: int):
+        from ..model.kv_cache import KVCache
+
+        self.tts = tts
+        cfg = tts.config
+        self.slots = slots
+        self.eos_id = cfg.talker.codec_eos_token_id
+        self.groups = cfg.talker.num_code_groups
+        device, dtype = tts.device, tts.dtype
+        tc, cc = cfg.talker, cfg.code_predictor
+        self.talker_kv = KVCache(
+            tc.num_hidden_layers, slots, tc.num_key_value_heads, tc.head_dim, min(512, max_context), device, dtype,
+            max_capacity=max_context,
+        )
+        self.cp_kv = KVCache(cc.num_hidden_layers, slots, cc.num_key_value_heads, cc.head_dim, self.groups, device, dtype)
+        self.codec_state = tts.codec.new_state(slots, device=device, dtype=dtype)
+        vocab = tc.vocab_size
+        self.lengths = torch.zeros(slots, dtype=torch.long, device=device)
+        self.last_token = torch.zeros(slots, dtype=torch.long, device=device)
+        self.past_hidden = torch.zeros(slots, tc.hidden_size, dtype=dtype, device=device)
+        self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=device)
+        self.generated = torch.zeros(slots, dtype=torch.long, device=device)
+        self.suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
+        self.suppress[vocab - 1024 :] = True
+        self.suppress[self.eos_id] = False
+        self.settings: list[SlotSettings | None] = [None] * slots
+
+    @property
+    def max_context(self) -> int:
+        return self.talker_kv.max_capacity
+
+    def free_slot(self) -> int | None:
+        return next((i for i, s in enumerate(self.settings) if s is None), None)
+
+    def active(self) -> list[int]:
+        return [i for i, s in enumerate(self.settings) if s is not None]
+
+    def release(self, slot: int) -> None:
+        self.settings[slot] = None
+
+    # ---------------------------------------------------------------- sampling settings per row
+    def _rows(self, rows: range, sub: bool) -> tuple[RowSampling, torch.Tensor]:
+        device = self.lengths.device
+        picked = [self.settings[i] for i in rows]
+        params = [s.sampling if s else None for s in picked]
+
+        def col(fn, default, dtype):
+            return torch.tensor([fn(p) if p else default for p in params], dtype=dtype, device=device)
+
+        if sub:
+            rs = RowSampling(
+                do_sample=col(lambda p: p.subtalker_dosample, False, torch.bool),
+                temperature=col(lambda p: p.subtalker_temperature, 1.0, torch.float32),
+                top_k=col(lambda p: p.subtalker_top_k or 0, 0, torch.long),
+                top_p=col(lambda p: p.subtalker_top_p, 1.0, torch.float32),
+                generators=[s.generator if s else None for s in picked],
+            )
+        else:
+            rs = RowSampling(
+                do_sample=col(lambda p: p.do_sample, False, torch.bool),
+                temperature=col(lambda p: p.temperature, 1.0, torch.float32),
+                top_k=col(lambda p: p.top_k or 0, 0, torch.long),
+                top_p=col(lambda p: p.top_p, 1.0, torch.float32),
+                generators=[s.generator if s else None for s in picked],
+            )
+        penalty = col(lambda p: p.repetition_penalty, 1.0, torch.float32)
+        return rs, penalty
+
+    def _choose_c0(self, logits: torch.Tensor, rows: range) -> torch.Tensor:
+        rs, penalty = self._rows(rows, sub=False)
+        eos_blocked = torch.tensor(
+            [(not s.stop_on_eos) if s else True for s in (self.settings[i] for i in rows)],
+            dtype=torch.bool,
+            device=logits.device,
+        )
+        eos_blocked |= self.generated[rows.start : rows.stop] < 2  # min_new_tokens = 2
+        token = choose_codebook0(
+            logits, rs, self.seen[rows.start : rows.stop], penalty, eos_blocked, self.suppress, self.eos_id
+        )
+        idx = torch.arange(rows.start, rows.stop, device=logits.device)
+        self.seen[idx, token] = True
+        self.generated[rows.start : rows.stop] += 1
+        return token
+
+    # ---------------------------------------------------------------- admission
+    @torch.inference_mode()
+    def prefill(self, slot: int, prompt: Prompt, settings: SlotSettings) -> int:
+        """Run the talker over the prompt into `slot`'s cache and pick codebook 0 of frame 0."""
+        self.settings[slot] = settings
+        length = prompt.embeds.shape[1]
+        rows = slice(slot, slot + 1)
+        positions = torch.arange(length, device=self.lengths.device)[None]
+        hidden = self.tts.talker(prompt.embeds, positions, self.talker_kv.view(rows, length), 0, None)
+        self.seen[slot] = False
+        self.generated[slot] = 0
+        token = self._choose_c0(self.tts.talker.logits(hidden[:, -1]), range(slot, slot + 1))
+        self.lengths[slot] = length
+        self.last_token[slot] = token[0]
+        self.past_hidden[slot] = hidden[0, -1]
+        self.codec_state.reset_rows([slot])
+        if prompt.ref_codes is not None:
+            self.codec_state.copy_row_from(slot, self.tts.codec_prefix_state(prompt.ref_codes), 0)
+        return int(token[0])
+
+    # ---------------------------------------------------------------- one frame for every slot
+    @torch.inference_mode()
+    def step(self) -> StepResult:
+        active = self.active()
+        n = active[-1] + 1
+        rows = range(0, n)
+        talker, cp = self.tts.talker, self.tts.code_predictor
+
+        c0 = self.last_token[:n]
+        e0 = talker.codec_embedding(c0)[:, None]  # [n, 1, H]
+        codes = [c0]
+        sub_rows, _ = self._rows(rows, sub=True)
+        hidden = cp(torch.cat((self.past_hidden[:n, None], e0), dim=1), 0, self.cp_kv.view(slice(0, n), 2))
+        for group in range(1, self.groups):
+            if group > 1:
+                emb = cp.codec_embedding[group - 2](codes[-1])[:, None]  # [n, 1, H]
+                hidden = cp(emb, group, self.cp_kv.view(slice(0, n), group + 1))
+            codes.append(choose(cp.logits(hidden[:, -1], group), sub_rows))
+        frame = torch.stack(codes, dim=1)  # [n, 16]
+
+        audio = self.tts.codec.decode_step(frame[:, :, None], _first_rows(self.codec_state, n))  # [n, 1920]
+
+        embed = torch.cat((e0, cp.embed_codes(frame[:, 1:])), dim=1).sum(1, keepdim=True)  # [n, 1, H]
+        text_rows = torch.stack([self._trailing(i, embed) for i in rows])[:, None]  # [n, 1, H]
+        x = embed + text_rows
+        occupied = torch.zeros(n, dtype=torch.bool, device=c0.device)
+        occupied[active] = True
+        pos = torch.where(occupied, self.lengths[:n], 0)  # empty rows write harmlessly at position 0
+        t_used = int(pos.max()) + 1
+        mask = (torch.arange(t_used, device=pos.device)[None] <= pos[:, None])[:, None, None]  # [n,1,1,T]
+        hidden = talker(x, pos[:, None], self.talker_kv.view(slice(0, n), t_used), pos, mask)
+        token = self._choose_c0(talker.logits(hidden[:, -1]), rows)
+        self.past_hidden[:n] = hidden[:, -1]
+        self.last_token[:n] = token
+        self.lengths[:n] += occupied.long()
+        for i in active:
+            self.settings[i].frames += 1
+        return StepResult(frame.cpu().numpy(), audio.float().cpu().numpy(), token.cpu().numpy())
+
+    def _trailing(self, row: int, like: torch.Tensor) -> torch.Tensor:
+        s = self.settings[row]
+        return s.trailing_row() if s else torch.zeros_like(like[0, 0])

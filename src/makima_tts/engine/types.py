@@ -1,0 +1,83 @@
+"""What goes into the engine and what comes out of it.
+
+A `SpeechRequest` is one utterance; the engine answers it with a stream of `AudioFrame`s (16 codes +
+1920 float samples at 24 kHz each, 80 ms) and exactly one `Finished`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from ..config import GenerationDefaults
+from ..voice_prompt import VoicePrompt
+
+TextMode = Literal["streaming", "non_streaming"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling knobs in the official names; `from_defaults` reads `generation_config.json`."""
+
+    do_sample: bool = True
+    top_k: int = 50
+    top_p: float = 1.0
+    temperature: float = 0.9
+    repetition_penalty: float = 1.05
+    subtalker_dosample: bool = True
+    subtalker_top_k: int = 50
+    subtalker_top_p: float = 1.0
+    subtalker_temperature: float = 0.9
+
+    @classmethod
+    def from_defaults(cls, gen: GenerationDefaults, greedy: bool = False) -> SamplingParams:
+        params = cls(
+            do_sample=gen.do_sample,
+            top_k=gen.top_k,
+            top_p=gen.top_p,
+            temperature=gen.temperature,
+            repetition_penalty=gen.repetition_penalty,
+            subtalker_dosample=gen.subtalker_dosample,
+            subtalker_top_k=gen.subtalker_top_k,
+            subtalker_top_p=gen.subtalker_top_p,
+            subtalker_temperature=gen.subtalker_temperature,
+        )
+        # --greedy = the official do_sample=False, subtalker_dosample=False; everything else as configured.
+        return replace(params, do_sample=False, subtalker_dosample=False) if greedy else params
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """One utterance. Exactly one of `voice` (Base), `speaker` (CustomVoice) or `instruct`
+    (VoiceDesign; optional extra for CustomVoice 1.7B) selects the voice."""
+
+    text: str
+    language: str = "auto"
+    voice: VoicePrompt | None = None
+    speaker: str | None = None
+    instruct: str | None = None
+    text_mode: TextMode | None = None  # None: the official default (streaming for clones, else non-streaming)
+    sampling: SamplingParams | None = None  # None: the checkpoint's generation_config.json
+    seed: int | None = None  # None: a fresh random seed
+    max_frames: int | None = None  # None: the budget derived from the text (see engine.budget)
+    stop_on_eos: bool = True  # False: exactly max_frames frames (the official eos_token_id=-1)
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    index: int  # 0-based frame number within the utterance
+    codes: np.ndarray  # [16] int64
+    audio: np.ndarray  # [1920] float32 in [-1, 1], 24 kHz mono
+
+
+@dataclass(frozen=True)
+class Finished:
+    frames: int
+    truncated: bool = False  # the frame budget ended it, not an end-of-speech token
+    cancelled: bool = False
+    error: str | None = None  # a message safe to show a client; None on success
+
+
+EngineEvent = AudioFrame | Finished
