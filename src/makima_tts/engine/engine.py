@@ -21,6 +21,7 @@ import torch
 from .budget import frame_budget
 from .prompt import PromptError, build_prompt
 from .step import FrameBatch, SlotSettings
+from .timing import PhaseTimer
 from .types import AudioFrame, EngineEvent, Finished, SamplingParams, SpeechRequest
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self.timer = PhaseTimer(tts.device)
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
         self._thread.start()
 
@@ -143,7 +145,8 @@ class Engine:
             sampling = req.sampling or SamplingParams.from_defaults(self.tts.config.generation)
             settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
             self._jobs[slot] = job
-            token = self._batch.prefill(slot, prompt, settings)
+            with self.timer("prefill"):
+                token = self._batch.prefill(slot, prompt, settings)
         except PromptError as exc:
             self._jobs[slot] = None
             self._batch.release(slot)
@@ -159,15 +162,23 @@ class Engine:
             self._finish(slot, Finished(0))
 
     def _step(self) -> None:
-        result = self._batch.step()
+        batch, timer = self._batch, self.timer
+        with timer("code_predictor"):
+            frame = batch.predict_frame()
+        with timer("codec"):
+            audio = batch.decode_audio(frame).cpu().numpy()
+        codes = frame.cpu().numpy()
+        for slot, job in enumerate(self._jobs):
+            if job is not None:
+                job.emit(AudioFrame(batch.settings[slot].frames, codes[slot], audio[slot]))
+        with timer("talker"):
+            next_token = batch.advance(frame).cpu().numpy()
         eos = self.tts.config.talker.codec_eos_token_id
         for slot, job in enumerate(self._jobs):
             if job is None:
                 continue
-            settings = self._batch.settings[slot]
-            index = settings.frames - 1
-            job.emit(AudioFrame(index, result.codes[slot], result.audio[slot]))
-            if settings.stop_on_eos and int(result.next_token[slot]) == eos:
+            settings = batch.settings[slot]
+            if settings.stop_on_eos and int(next_token[slot]) == eos:
                 self._finish(slot, Finished(settings.frames))
             elif settings.frames >= settings.budget:
                 self._finish(slot, Finished(settings.frames, truncated=True))

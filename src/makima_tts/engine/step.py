@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..model.codec import CodecState
@@ -45,13 +44,6 @@ class SlotSettings:
 
     def trailing_row(self) -> torch.Tensor:
         return self.trailing[self.frames] if self.frames < self.trailing.shape[0] else self.pad
-
-
-@dataclass
-class StepResult:
-    codes: np.ndarray  # [n, 16] int64
-    audio: np.ndarray  # [n, 1920] float32
-    next_token: np.ndarray  # [n] int64 codebook 0 of the following frame
 
 
 class FrameBatch:
@@ -161,42 +153,50 @@ class FrameBatch:
 
     # ---------------------------------------------------------------- one frame for every slot
     @torch.inference_mode()
-    def step(self) -> StepResult:
-        active = self.active()
-        n = active[-1] + 1
-        rows = range(0, n)
-        talker, cp = self.tts.talker, self.tts.code_predictor
-
+    def predict_frame(self) -> torch.Tensor:
+        """Code predictor for every occupied slot: codebook 0 (already chosen) + 15 more. -> [n, 16]"""
+        n = self.active()[-1] + 1
+        cp = self.tts.code_predictor
         c0 = self.last_token[:n]
-        e0 = talker.codec_embedding(c0)[:, None]  # [n, 1, H]
         codes = [c0]
-        sub_rows, _ = self._rows(rows, sub=True)
-        hidden = cp(torch.cat((self.past_hidden[:n, None], e0), dim=1), 0, self.cp_kv.view(slice(0, n), 2))
+        sub_rows, _ = self._rows(range(0, n), sub=True)
+        start = torch.cat((self.past_hidden[:n, None], self.tts.talker.codec_embedding(c0)[:, None]), dim=1)
+        hidden = cp(start, 0, self.cp_kv.view(slice(0, n), 2))  # [n, 2, H_cp]
         for group in range(1, self.groups):
             if group > 1:
                 emb = cp.codec_embedding[group - 2](codes[-1])[:, None]  # [n, 1, H]
                 hidden = cp(emb, group, self.cp_kv.view(slice(0, n), group + 1))
             codes.append(choose(cp.logits(hidden[:, -1], group), sub_rows))
-        frame = torch.stack(codes, dim=1)  # [n, 16]
+        return torch.stack(codes, dim=1)
 
-        audio = self.tts.codec.decode_step(frame[:, :, None], _first_rows(self.codec_state, n))  # [n, 1920]
+    @torch.inference_mode()
+    def decode_audio(self, frame: torch.Tensor) -> torch.Tensor:
+        """frame [n, 16] -> audio [n, 1920] float32, advancing each slot's codec state."""
+        return self.tts.codec.decode_step(frame[:, :, None], _first_rows(self.codec_state, frame.shape[0]))
 
-        embed = torch.cat((e0, cp.embed_codes(frame[:, 1:])), dim=1).sum(1, keepdim=True)  # [n, 1, H]
-        text_rows = torch.stack([self._trailing(i, embed) for i in rows])[:, None]  # [n, 1, H]
-        x = embed + text_rows
-        occupied = torch.zeros(n, dtype=torch.bool, device=c0.device)
+    @torch.inference_mode()
+    def advance(self, frame: torch.Tensor) -> torch.Tensor:
+        """Talker step on the frame just made (+ the next trailing text row); picks the next codebook 0.
+        frame [n, 16] -> next codebook 0 [n]"""
+        active = self.active()
+        n = frame.shape[0]
+        talker, cp = self.tts.talker, self.tts.code_predictor
+        per_codebook = torch.cat((talker.codec_embedding(frame[:, :1]), cp.embed_codes(frame[:, 1:])), dim=1)
+        embed = per_codebook.sum(1, keepdim=True)  # [n, 16, H] -> [n, 1, H]
+        text_rows = torch.stack([self._trailing(i, embed) for i in range(n)])[:, None]  # [n, 1, H]
+        occupied = torch.zeros(n, dtype=torch.bool, device=frame.device)
         occupied[active] = True
         pos = torch.where(occupied, self.lengths[:n], 0)  # empty rows write harmlessly at position 0
         t_used = int(pos.max()) + 1
         mask = (torch.arange(t_used, device=pos.device)[None] <= pos[:, None])[:, None, None]  # [n,1,1,T]
-        hidden = talker(x, pos[:, None], self.talker_kv.view(slice(0, n), t_used), pos, mask)
-        token = self._choose_c0(talker.logits(hidden[:, -1]), rows)
+        hidden = talker(embed + text_rows, pos[:, None], self.talker_kv.view(slice(0, n), t_used), pos, mask)
+        token = self._choose_c0(talker.logits(hidden[:, -1]), range(0, n))
         self.past_hidden[:n] = hidden[:, -1]
         self.last_token[:n] = token
         self.lengths[:n] += occupied.long()
         for i in active:
             self.settings[i].frames += 1
-        return StepResult(frame.cpu().numpy(), audio.float().cpu().numpy(), token.cpu().numpy())
+        return token
 
     def _trailing(self, row: int, like: torch.Tensor) -> torch.Tensor:
         s = self.settings[row]
