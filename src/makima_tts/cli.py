@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--kind", default="base", choices=["base", "custom_voice", "voice_design"])
+    tiny.add_argument("--size", default="tiny", choices=["tiny", "0.6b"],
+                      help="0.6b: the full 0.6B shapes with random weights (for benchmarks)")
     return parser
 
 
@@ -142,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_make_voice(args)
         from .tiny import build_tiny_checkpoint
 
-        out = build_tiny_checkpoint(Path(args.dir), seed=args.seed, kind=args.kind)
-        print(f"wrote a tiny random {args.kind} checkpoint to {out}", file=sys.stderr)
+        out = build_tiny_checkpoint(Path(args.dir), seed=args.seed, kind=args.kind, size=args.size)
+        print(f"wrote a random {args.size} {args.kind} checkpoint to {out}", file=sys.stderr)
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI reports every failure as one readable line
         from .audio import AudioError

@@ -67,23 +67,51 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     return ids
 
 
-def _configs(kind: str, ids: dict[str, int]) -> tuple[dict, dict]:
-    talker_width = 32
+# Widths and depths per size; every id, vocabulary size and rate is the real one in both.
+SIZES = {
+    "tiny": dict(talker=(32, 64, 2, 4, 2, 8, 16, [2, 1, 1]), predictor=(24, 48, 2, 2, 1, 12),
+                 speaker=([16, 16, 16, 16, 48], 8, 8),
+                 mimi=dict(num_filters=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=2, head_dim=8, intermediate_size=32, codebook_dim=8,
+                           vector_quantization_hidden_dimension=8, upsample_groups=16),
+                 decoder=dict(codebook_dim=8, hidden_size=16, latent_dim=16, num_attention_heads=2,
+                              num_key_value_heads=2, head_dim=8, intermediate_size=32, num_hidden_layers=1,
+                              decoder_dim=32, vector_quantization_hidden_dimension=8)),
+    "0.6b": dict(talker=(1024, 3072, 28, 16, 8, 128, 2048, [24, 20, 20]), predictor=(1024, 3072, 5, 16, 8, 128),
+                 speaker=([512, 512, 512, 512, 1536], 128, 128),
+                 mimi=dict(num_filters=64, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
+                           num_key_value_heads=8, head_dim=64, intermediate_size=2048, codebook_dim=256,
+                           vector_quantization_hidden_dimension=256, upsample_groups=512),
+                 decoder=dict(codebook_dim=512, hidden_size=512, latent_dim=1024, num_attention_heads=16,
+                              num_key_value_heads=16, head_dim=64, intermediate_size=1024, num_hidden_layers=8,
+                              decoder_dim=1536, vector_quantization_hidden_dimension=512)),
+}
+
+
+def _configs(kind: str, ids: dict[str, int], size: str = "tiny") -> tuple[dict, dict]:
+    dims = SIZES[size]
+    talker_width, talker_mlp, talker_layers, heads, kv_heads, head_dim, text_width, mrope = dims["talker"]
+    cp_width, cp_mlp, cp_layers, cp_heads, cp_kv, cp_head_dim = dims["predictor"]
+    if size == "tiny" and kind != "base":
+        cp_width = talker_width  # the CustomVoice/VoiceDesign fixtures keep the Identity projection
     code_predictor = {
-        "vocab_size": 2048, "hidden_size": 24 if kind == "base" else 32, "intermediate_size": 48,
-        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 12,
+        "vocab_size": 2048, "hidden_size": cp_width, "intermediate_size": cp_mlp,
+        "num_hidden_layers": cp_layers, "num_attention_heads": cp_heads, "num_key_value_heads": cp_kv,
+        "head_dim": cp_head_dim,
         "hidden_act": "silu", "max_position_embeddings": 65536, "rms_norm_eps": 1e-6, "rope_theta": 1000000,
         "rope_scaling": None, "attention_bias": False, "use_sliding_window": False, "num_code_groups": 16,
-        "layer_types": ["full_attention", "full_attention"], "model_type": "qwen3_tts_talker_code_predictor",
+        "layer_types": ["full_attention"] * cp_layers, "model_type": "qwen3_tts_talker_code_predictor",
     }
     languages = dict(LANGUAGES, **(DIALECTS if kind == "custom_voice" else {}))
     speakers = SPEAKERS if kind == "custom_voice" else {}
     talker = {
-        "model_type": "qwen3_tts_talker", "vocab_size": 3072, "text_vocab_size": ids["vocab"] + 8,
-        "hidden_size": talker_width, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 8, "text_hidden_size": 16, "num_code_groups": 16,
+        "model_type": "qwen3_tts_talker", "vocab_size": 3072,
+        "text_vocab_size": 151936 if size == "0.6b" else ids["vocab"] + 8,
+        "hidden_size": talker_width, "intermediate_size": talker_mlp, "num_hidden_layers": talker_layers,
+        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": head_dim,
+        "text_hidden_size": text_width, "num_code_groups": 16,
         "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000, "max_position_embeddings": 32768,
-        "rope_scaling": {"interleaved": True, "mrope_section": [2, 1, 1], "rope_type": "default"},
+        "rope_scaling": {"interleaved": True, "mrope_section": mrope, "rope_type": "default"},
         "attention_bias": False, "attention_dropout": 0.0, "use_sliding_window": False, "sliding_window": None,
         "position_id_per_seconds": 13, "codec_pad_id": 2148, "codec_bos_id": 2149, "codec_eos_token_id": 2150,
         "codec_think_id": 2154, "codec_nothink_id": 2155, "codec_think_bos_id": 2156, "codec_think_eos_id": 2157,
@@ -97,31 +125,26 @@ def _configs(kind: str, ids: dict[str, int]) -> tuple[dict, dict]:
         "tts_model_type": kind, "im_start_token_id": ids["<|im_start|>"], "im_end_token_id": ids["<|im_end|>"],
         "tts_pad_token_id": ids["<tts_pad>"], "tts_bos_token_id": ids["<tts_text_bos>"],
         "tts_eos_token_id": ids["<tts_text_eod>"], "assistant_token_id": ids["assistant"],
-        "speaker_encoder_config": {"mel_dim": 128, "enc_dim": talker_width, "enc_channels": [16, 16, 16, 16, 48],
+        "speaker_encoder_config": {"mel_dim": 128, "enc_dim": talker_width, "enc_channels": dims["speaker"][0],
                                    "enc_kernel_sizes": [5, 3, 3, 3, 1], "enc_dilations": [1, 2, 3, 4, 1],
-                                   "enc_attention_channels": 8, "enc_res2net_scale": 8, "enc_se_channels": 8,
-                                   "sample_rate": 24000},
+                                   "enc_attention_channels": dims["speaker"][1], "enc_res2net_scale": 8,
+                                   "enc_se_channels": dims["speaker"][2], "sample_rate": 24000},
         "talker_config": talker, "dtype": "float32", "transformers_version": TRANSFORMERS_VERSION,
     }
     encoder = {
-        "model_type": "mimi", "audio_channels": 1, "num_filters": 4, "kernel_size": 7, "residual_kernel_size": 3,
+        "model_type": "mimi", "audio_channels": 1, "kernel_size": 7, "residual_kernel_size": 3,
         "last_kernel_size": 3, "num_residual_layers": 1, "compress": 2, "dilation_growth_rate": 2,
-        "upsampling_ratios": [8, 6, 5, 4], "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32, "hidden_act": "gelu", "norm_eps": 1e-5,
+        "upsampling_ratios": [8, 6, 5, 4], "hidden_act": "gelu", "norm_eps": 1e-5,
         "layer_scale_initial_scale": 0.01, "rope_theta": 10000.0, "max_position_embeddings": 8000,
         "sliding_window": 250, "num_quantizers": 32, "num_semantic_quantizers": 1, "codebook_size": 2048,
-        "codebook_dim": 8, "vector_quantization_hidden_dimension": 8, "pad_mode": "constant",
-        "use_causal_conv": True, "frame_rate": 12.5, "sampling_rate": 24000, "upsample_groups": 16,
-        "trim_right_ratio": 1.0, "use_cache": False, "use_streaming": False,
+        "pad_mode": "constant", "use_causal_conv": True, "frame_rate": 12.5, "sampling_rate": 24000,
+        "trim_right_ratio": 1.0, "use_cache": False, "use_streaming": False, **dims["mimi"],
     }
     decoder = {
-        "codebook_size": 2048, "codebook_dim": 8, "hidden_size": 16, "latent_dim": 16,
-        "max_position_embeddings": 8000, "rope_theta": 10000, "num_attention_heads": 2, "num_key_value_heads": 2,
-        "head_dim": 8, "attention_bias": False, "sliding_window": 72, "intermediate_size": 32,
-        "hidden_act": "silu", "layer_scale_initial_scale": 0.01, "rms_norm_eps": 1e-5, "num_hidden_layers": 1,
+        "codebook_size": 2048, "max_position_embeddings": 8000, "rope_theta": 10000, "attention_bias": False,
+        "sliding_window": 72, "hidden_act": "silu", "layer_scale_initial_scale": 0.01, "rms_norm_eps": 1e-5,
         "num_quantizers": 16, "num_semantic_quantizers": 1, "semantic_codebook_size": 4096,
-        "vector_quantization_hidden_dimension": 8, "upsample_rates": [8, 5, 4, 3], "upsampling_ratios": [2, 2],
-        "decoder_dim": 32, "attention_dropout": 0.0,
+        "upsample_rates": [8, 5, 4, 3], "upsampling_ratios": [2, 2], "attention_dropout": 0.0, **dims["decoder"],
     }
     codec = {
         "architectures": ["Qwen3TTSTokenizerV2Model"], "model_type": "qwen3_tts_tokenizer_12hz",
@@ -155,19 +178,23 @@ def randomize(module: nn.Module, generator: torch.Generator) -> None:
                 b.copy_(torch.rand(b.shape, generator=generator) + 0.5)
 
 
-def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, kind: str = "base") -> Path:
+def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, kind: str = "base", size: str = "tiny") -> Path:
+    """Write a random checkpoint. `size="0.6b"` gives the full 0.6B shapes (for speed measurements; the
+    main model is stored in bfloat16 like the official files, about 1.8 GB + 0.7 GB)."""
     from .model.code_predictor import CodePredictor
     from .model.codec import CodecDecoder
     from .model.codec_encoder import CodecEncoder
     from .model.speaker import SpeakerEncoder
     from .model.talker import Talker
 
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
     if kind not in ("base", "custom_voice", "voice_design"):
         raise ValueError(f"kind must be base, custom_voice or voice_design, not {kind!r}")
     out = Path(out_dir)
     (out / "speech_tokenizer").mkdir(parents=True, exist_ok=True)
     ids = _write_tokenizer(out)
-    config, codec_config = _configs(kind, ids)
+    config, codec_config = _configs(kind, ids, size)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (out / "generation_config.json").write_text(json.dumps(GENERATION, indent=2))
     (out / "speech_tokenizer" / "config.json").write_text(json.dumps(codec_config, indent=2, sort_keys=True))
@@ -190,7 +217,11 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, kind: str = "base"
                               ("codec_encoder", CodecEncoder(cfg.codec))):
         randomize(module, generator)
         codec.update(unroute(component, module.state_dict(), CODEC_RULES))
-    save_file({k: v.contiguous() for k, v in main.items()}, str(out / "model.safetensors"),
+    main_dtype = torch.bfloat16 if size == "0.6b" else torch.float32
+    if size == "0.6b":
+        config["dtype"] = "bfloat16"
+        (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    save_file({k: v.to(main_dtype).contiguous() for k, v in main.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
     save_file({k: v.contiguous() for k, v in codec.items()}, str(out / "speech_tokenizer" / "model.safetensors"),
               metadata={"format": "pt"})

@@ -54,6 +54,26 @@ def main():
         return out
 
     tts.model.generate = capture
+    # phase timings: talker call 0 is the prefill; speech_tokenizer.decode is the codec
+    marks = {"talker_calls": [], "decode_s": 0.0}
+
+    def talker_pre(module, args, kwargs):
+        marks["t"] = time.perf_counter()
+
+    def talker_post(module, args, kwargs, out):
+        marks["talker_calls"].append(time.perf_counter() - marks["t"])
+
+    tts.model.talker.register_forward_pre_hook(talker_pre, with_kwargs=True)
+    tts.model.talker.register_forward_hook(talker_post, with_kwargs=True)
+    decode = tts.model.speech_tokenizer.decode
+
+    def timed_decode(*a, **k):
+        t = time.perf_counter()
+        out = decode(*a, **k)
+        marks["decode_s"] += time.perf_counter() - t
+        return out
+
+    tts.model.speech_tokenizer.decode = timed_decode
     gen = {}
     if args.greedy:
         gen.update(do_sample=False, subtalker_dosample=False)
@@ -80,8 +100,15 @@ def main():
         np.save(args.codes_out, captured["codes"].astype(np.int64))
     if args.wav_out:
         np.save(args.wav_out, wavs[0].astype(np.float32))
-    print(json.dumps({"load_s": load_s, "total_s": total_s, "frames": int(captured["codes"].shape[0]),
-                      "samples": int(wavs[0].shape[0]), "sample_rate": fs}))
+    import resource
+
+    calls = marks["talker_calls"]
+    frames = int(captured["codes"].shape[0])
+    print(json.dumps({"load_s": load_s, "total_s": total_s, "frames": frames, "samples": int(wavs[0].shape[0]),
+                      "sample_rate": fs, "prefill_s": calls[0] if calls else None,
+                      "frame_s": sorted(calls[1:]) if len(calls) > 1 else [],
+                      "decode_s": marks["decode_s"], "threads": torch.get_num_threads(),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":
