@@ -21,13 +21,16 @@ NEG_INF = float("-inf")
 
 @dataclass
 class RowSampling:
-    """Per-row settings, each [n] (n = rows in the batch)."""
+    """Per-row settings, tensors [n] (n = rows in the batch), plus host-side copies of what decides
+    control flow, so choosing a token needs no device-to-host reads."""
 
-    do_sample: torch.Tensor  # bool
     temperature: torch.Tensor  # float32
     top_k: torch.Tensor  # int64, 0 = off
     top_p: torch.Tensor  # float32, 1.0 = off
-    generators: list[torch.Generator]
+    sampling: list[bool]  # per row: draw (True) or argmax (False)
+    generators: list[torch.Generator | None]
+    k_max: int  # largest top_k among the rows (0 = top-k off everywhere)
+    any_top_p: bool
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -40,7 +43,7 @@ def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.
 def warp(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
     """Temperature, then top-k (ties at the k-th value are kept), then top-p (at least one token kept)."""
     scores = scores / rows.temperature[:, None]
-    k_max = int(rows.top_k.max().item()) if rows.top_k.numel() else 0
+    k_max = rows.k_max
     if k_max > 0:
         k_max = min(k_max, scores.shape[-1])
         top = torch.topk(scores, k_max, dim=-1).values  # [n, k_max], descending
@@ -48,7 +51,7 @@ def warp(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
         kth = top.gather(1, (k - 1)[:, None])
         kth = torch.where(rows.top_k[:, None] > 0, kth, torch.full_like(kth, NEG_INF))
         scores = scores.masked_fill(scores < kth, NEG_INF)
-    if bool((rows.top_p < 1.0).any()):
+    if rows.any_top_p:
         sorted_scores, order = torch.sort(scores, descending=False)
         cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
         remove_sorted = cumulative <= (1 - rows.top_p[:, None])
@@ -62,7 +65,7 @@ def warp(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
 def choose(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
     """One id per row: argmax for greedy rows, a multinomial draw for sampling rows. -> [n] int64"""
     picked = scores.argmax(dim=-1)
-    sampling = rows.do_sample.tolist()
+    sampling = rows.sampling
     if any(sampling):
         warped = warp(scores, rows)
         probs = warped.softmax(dim=-1)

@@ -73,6 +73,11 @@ class FrameBatch:
         self.suppress[vocab - 1024 :] = True
         self.suppress[self.eos_id] = False
         self.settings: list[SlotSettings | None] = [None] * slots
+        names = ("temperature", "top_k", "top_p", "penalty", "sub_temperature", "sub_top_k", "sub_top_p")
+        self.params = {
+            name: torch.ones(slots, dtype=torch.long if name.endswith("top_k") else torch.float32, device=device)
+            for name in names
+        }
 
     @property
     def max_context(self) -> int:
@@ -88,35 +93,35 @@ class FrameBatch:
         self.settings[slot] = None
 
     # ---------------------------------------------------------------- sampling settings per row
-    def _rows(self, rows: range, sub: bool) -> tuple[RowSampling, torch.Tensor]:
-        device = self.lengths.device
+    def _set_params(self, slot: int, p: SamplingParams) -> None:
+        values = {
+            "temperature": p.temperature, "top_k": p.top_k or 0, "top_p": p.top_p, "penalty": p.repetition_penalty,
+            "sub_temperature": p.subtalker_temperature, "sub_top_k": p.subtalker_top_k or 0,
+            "sub_top_p": p.subtalker_top_p,
+        }
+        for name, value in values.items():
+            self.params[name][slot] = value
+
+    def _rows(self, rows: range, sub: bool) -> RowSampling:
+        prefix = "sub_" if sub else ""
+        window = slice(rows.start, rows.stop)
         picked = [self.settings[i] for i in rows]
-        params = [s.sampling if s else None for s in picked]
-
-        def col(fn, default, dtype):
-            return torch.tensor([fn(p) if p else default for p in params], dtype=dtype, device=device)
-
-        if sub:
-            rs = RowSampling(
-                do_sample=col(lambda p: p.subtalker_dosample, False, torch.bool),
-                temperature=col(lambda p: p.subtalker_temperature, 1.0, torch.float32),
-                top_k=col(lambda p: p.subtalker_top_k or 0, 0, torch.long),
-                top_p=col(lambda p: p.subtalker_top_p, 1.0, torch.float32),
-                generators=[s.generator if s else None for s in picked],
-            )
-        else:
-            rs = RowSampling(
-                do_sample=col(lambda p: p.do_sample, False, torch.bool),
-                temperature=col(lambda p: p.temperature, 1.0, torch.float32),
-                top_k=col(lambda p: p.top_k or 0, 0, torch.long),
-                top_p=col(lambda p: p.top_p, 1.0, torch.float32),
-                generators=[s.generator if s else None for s in picked],
-            )
-        penalty = col(lambda p: p.repetition_penalty, 1.0, torch.float32)
-        return rs, penalty
+        sampling = [bool(s and (s.sampling.subtalker_dosample if sub else s.sampling.do_sample)) for s in picked]
+        top_k = [(s.sampling.subtalker_top_k if sub else s.sampling.top_k) or 0 for s in picked if s]
+        top_p = [s.sampling.subtalker_top_p if sub else s.sampling.top_p for s in picked if s]
+        return RowSampling(
+            temperature=self.params[prefix + "temperature"][window],
+            top_k=self.params[prefix + "top_k"][window],
+            top_p=self.params[prefix + "top_p"][window],
+            sampling=sampling,
+            generators=[s.generator if s else None for s in picked],
+            k_max=max(top_k, default=0),
+            any_top_p=any(p < 1.0 for p in top_p),
+        )
 
     def _choose_c0(self, logits: torch.Tensor, rows: range) -> torch.Tensor:
-        rs, penalty = self._rows(rows, sub=False)
+        rs = self._rows(rows, sub=False)
+        penalty = self.params["penalty"][rows.start : rows.stop]
         eos_blocked = torch.tensor(
             [(not s.stop_on_eos) if s else True for s in (self.settings[i] for i in rows)],
             dtype=torch.bool,
@@ -136,6 +141,7 @@ class FrameBatch:
     def prefill(self, slot: int, prompt: Prompt, settings: SlotSettings) -> int:
         """Run the talker over the prompt into `slot`'s cache and pick codebook 0 of frame 0."""
         self.settings[slot] = settings
+        self._set_params(slot, settings.sampling)
         length = prompt.embeds.shape[1]
         rows = slice(slot, slot + 1)
         positions = torch.arange(length, device=self.lengths.device)[None]
@@ -159,7 +165,7 @@ class FrameBatch:
         cp = self.tts.code_predictor
         c0 = self.last_token[:n]
         codes = [c0]
-        sub_rows, _ = self._rows(range(0, n), sub=True)
+        sub_rows = self._rows(range(0, n), sub=True)
         start = torch.cat((self.past_hidden[:n, None], self.tts.talker.codec_embedding(c0)[:, None]), dim=1)
         hidden = cp(start, 0, self.cp_kv.view(slice(0, n), 2))  # [n, 2, H_cp]
         for group in range(1, self.groups):

@@ -5,7 +5,8 @@ SDPA, SwiGLU MLP, and the pre-norm decoder layer. Parameter names follow the off
 (`self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, ...) so weights load unchanged.
 
 Attention reads and writes an explicit `LayerKV` (one layer's slice of a `KVCache`); the module
-itself keeps no per-request state.
+itself keeps no per-request state. After loading, `DecoderStack.fuse()` concatenates q/k/v and
+gate/up into single matrices (one matmul instead of three or two; the same numbers bit for bit).
 """
 
 from __future__ import annotations
@@ -75,6 +76,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
         self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.qkv_weight: torch.Tensor | None = None
+
+    def fuse(self) -> None:
+        """Replace q/k/v by one [(heads + 2 kv_heads) * D, H] matrix."""
+        self.qkv_weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]).detach()
+        del self.q_proj, self.k_proj, self.v_proj
+
+    def _project(self, x: torch.Tensor):
+        if self.qkv_weight is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        d = self.head_dim
+        return F.linear(x, self.qkv_weight).split([self.n_heads * d, self.n_kv * d, self.n_kv * d], dim=-1)
 
     def forward(
         self,
@@ -87,9 +100,10 @@ class Attention(nn.Module):
         # x [B, S, H]; write_pos [B, S] cache positions of the new tokens; mask [B, 1, S, T] bool or None
         # (None = plain causal over a cache that holds exactly these S tokens).
         b, s, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(b, s, self.n_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(b, s, self.n_kv, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(b, s, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k, v = self._project(x)
+        q = self.q_norm(q.reshape(b, s, self.n_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(k.reshape(b, s, self.n_kv, self.head_dim)).transpose(1, 2)
+        v = v.reshape(b, s, self.n_kv, self.head_dim).transpose(1, 2)
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # [B, heads, S, D]
         keys, values = kv.write(k, v, write_pos)  # [B, kv_heads, T, D]
@@ -105,9 +119,17 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
         self.up_proj = nn.Linear(hidden, intermediate, bias=False)
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_up_weight: torch.Tensor | None = None
+
+    def fuse(self) -> None:
+        self.gate_up_weight = torch.cat([self.gate_proj.weight, self.up_proj.weight]).detach()
+        del self.gate_proj, self.up_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_weight is None:
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -131,6 +153,11 @@ class DecoderStack(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
+
+    def fuse(self) -> None:
+        for layer in self.layers:
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
 
     def forward(self, x, positions, cache, write_pos, mask):
         # x [B, S, H]; positions [B, S] rope positions; cache: KVCache (one LayerKV per layer)

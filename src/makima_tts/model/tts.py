@@ -72,6 +72,8 @@ class TTSModel:
             code_predictor = CodePredictor(config.code_predictor, config.talker)
         load_strict(talker, parts.pop("talker", {}), "talker", torch_dtype)
         load_strict(code_predictor, parts.pop("code_predictor", {}), "code predictor", torch_dtype)
+        talker.stack.fuse()
+        code_predictor.stack.fuse()
         report("weights", 0.6)
         codec = CodecDecoder(config.codec.decoder)
         load_strict(codec, parts.pop("codec_decoder", {}), "codec decoder", torch_dtype)
