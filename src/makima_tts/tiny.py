@@ -12,6 +12,7 @@ official package loads these directories too. Layout:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -155,8 +156,9 @@ def _configs(kind: str, ids: dict[str, int], size: str = "tiny") -> tuple[dict, 
     return config, codec
 
 
-def randomize(module: nn.Module, generator: torch.Generator) -> None:
-    """N(0, 0.02) weights and zero biases like the official init, then random values for parameters that
+def randomize(module: nn.Module, generator: torch.Generator, fan_in_gain: float | None = None) -> None:
+    """N(0, 0.02) weights like the official init (or, with `fan_in_gain`, std = gain / sqrt(fan-in), which
+    keeps a deep conv stack such as the codec decoder audible), then random values for parameters that
     start as constants (norm gains, layer scales, SnakeBeta, codebooks) so every path carries signal."""
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -170,7 +172,8 @@ def randomize(module: nn.Module, generator: torch.Generator) -> None:
             elif p.ndim == 1:  # norm gains
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=generator))
             else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=generator))
+                std = 0.02 if fan_in_gain is None else fan_in_gain / math.sqrt(p[0].numel())
+                p.copy_(std * torch.randn(p.shape, generator=generator))
         for name, b in module.named_buffers():
             if name.endswith("embedding_sum") or name.endswith("embed_sum"):
                 b.copy_(torch.randn(b.shape, generator=generator))
@@ -213,9 +216,9 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, kind: str = "base"
         randomize(module, generator)
         main.update(unroute(component, module.state_dict(), MAIN_RULES))
     codec: dict[str, torch.Tensor] = {}
-    for component, module in (("codec_decoder", CodecDecoder(cfg.codec.decoder)),
-                              ("codec_encoder", CodecEncoder(cfg.codec))):
-        randomize(module, generator)
+    for component, module, gain in (("codec_decoder", CodecDecoder(cfg.codec.decoder), 0.75),
+                                    ("codec_encoder", CodecEncoder(cfg.codec), None)):
+        randomize(module, generator, gain)
         codec.update(unroute(component, module.state_dict(), CODEC_RULES))
     main_dtype = torch.bfloat16 if size == "0.6b" else torch.float32
     if size == "0.6b":
