@@ -83,6 +83,7 @@ class TTSModel:
             load_strict(speaker_encoder, parts.pop("speaker_encoder", {}), "speaker encoder", torch_dtype)
             codec_encoder = CodecEncoder(config.codec)
             load_strict(codec_encoder, parts.pop("codec_encoder", {}), "codec encoder", torch.float32)
+        parts.pop("codec_encoder", None)  # every speech tokenizer ships its encoder; only Base models clone
         leftover = [name for name, part in parts.items() if part]
         if leftover:
             raise WeightsError(f"{root}: tensors for components this model type does not use: {', '.join(leftover)}")

@@ -1,0 +1,147 @@
+"""One-shot HTTP speech: `POST /api/v1/speak` and the OpenAI-compatible `POST /v1/audio/speech`.
+
+Both stream the audio as it is generated (a WAV with an open-ended header, or raw PCM); a client that
+hangs up cancels the engine job. Voice and text problems are answered with a 4xx before any audio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from ..audio import wav_header
+from ..engine.types import AudioFrame, Finished
+from ..voices import VoiceError
+from .deps import get_services, loaded_model
+from .http_errors import ApiError, error_responses
+from .segmenter import split_text
+from .services import OPENAI_VOICES, AudioOut, Services, engine_stream
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["speech"])
+SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+_AUDIO_RESPONSES = {
+    200: {
+        "content": {"audio/wav": {}, "audio/pcm": {}},
+        "description": "Audio streamed as it is generated (mono; WAV header with open-ended sizes, or raw PCM)",
+    }
+}
+
+
+class SpeakBody(BaseModel):
+    text: str = Field(..., min_length=1, description="what to say")
+    voice: str | None = Field(None, description="voice id (GET /api/v1/voices); default: TTS_DEFAULT_VOICE")
+    language: str | None = Field(None, description="a language of the model, or 'auto'")
+    format: Literal["wav", "pcm"] = Field("wav", description="wav: a WAV file; pcm: raw little-endian samples")
+    encoding: Literal["pcm16", "pcm32f"] = "pcm16"
+    sampleRate: SampleRate = 24000
+
+
+class OpenAISpeechBody(BaseModel):
+    model: str = Field("tts-1", description="accepted for compatibility; the server speaks with its loaded model")
+    input: str = Field(..., min_length=1)
+    voice: str = "default"
+    response_format: str = Field("wav", description="wav or pcm (24 kHz 16-bit mono little-endian)")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="accepted for compatibility; only 1.0 is honoured")
+    instructions: str | None = Field(None, description="voice instructions (VoiceDesign / CustomVoice 1.7B models)")
+
+
+async def _speech(
+    services: Services,
+    text: str,
+    voice: str | None,
+    language: str | None,
+    sample_rate: int,
+    encoding: str,
+    wav: bool,
+    instruct: str | None = None,
+) -> StreamingResponse:
+    settings = services.settings
+    if not text.strip():
+        raise ApiError(422, "INVALID_TEXT", "text is empty")
+    if len(text) > settings.max_text_chars:
+        raise ApiError(422, "INVALID_TEXT", f"text is {len(text)} characters; the limit is {settings.max_text_chars}")
+    try:
+        language = services.canonical_language(language)
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
+    voice = voice or settings.default_voice
+    await services.voice_exists(voice)  # VoiceError → 404 before loading anything
+    tts, engine = await loaded_model(services)
+    voice_args = await services.voice_args(tts, voice)
+    if instruct and tts.config.supports_instruct:
+        voice_args["instruct"] = instruct
+    language = language or await services.default_language(voice)
+    requests = [services.speech_request(piece, voice_args, language) for piece in split_text(text)]
+    out = AudioOut(sample_rate, encoding)
+
+    async def body() -> AsyncIterator[bytes]:
+        started, first, samples, outcome, engine_s = time.monotonic(), None, 0, "cancelled", 0.0
+        try:
+            if wav:
+                yield wav_header(sample_rate, encoding)
+            for request in requests:
+                began = time.monotonic()
+                async with contextlib.aclosing(engine_stream(engine, request)) as events:
+                    async for event in events:
+                        if isinstance(event, AudioFrame):
+                            chunk = out.convert(event)
+                            first = first or time.monotonic()
+                            samples += chunk.shape[0]
+                            yield out.encode(chunk)
+                        elif isinstance(event, Finished) and event.error is not None:
+                            log.error("HTTP speech failed: %s", event.error)
+                            services.metrics.errors.labels(code="SYNTHESIS_ERROR").inc()
+                            outcome = "error"
+                            return
+                engine_s += time.monotonic() - began
+            tail = out.tail()
+            samples += tail.shape[0]
+            yield out.encode(tail)
+            outcome = "complete"
+        finally:
+            ttfa = first - started if first else None
+            services.metrics.observe_utterance(outcome, "http", ttfa, engine_s, samples / sample_rate)
+
+    media = "audio/wav" if wav else "audio/pcm"
+    headers = {"X-Sample-Rate": str(sample_rate), "X-Encoding": encoding, "Cache-Control": "no-store"}
+    return StreamingResponse(body(), media_type=media, headers=headers)
+
+
+@router.post(
+    "/api/v1/speak",
+    response_class=StreamingResponse,
+    responses={**_AUDIO_RESPONSES, **error_responses(400, 404, 422, 503)},
+    summary="Say a text; the audio streams back as it is generated",
+)
+async def speak(body: SpeakBody, services: Services = Depends(get_services)) -> StreamingResponse:
+    return await _speech(
+        services, body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav"
+    )
+
+
+@router.post(
+    "/v1/audio/speech",
+    response_class=StreamingResponse,
+    responses={**_AUDIO_RESPONSES, **error_responses(400, 404, 422, 503)},
+    summary="OpenAI-compatible speech (response_format wav or pcm)",
+)
+async def openai_speech(body: OpenAISpeechBody, services: Services = Depends(get_services)) -> StreamingResponse:
+    fmt = body.response_format.lower()
+    if fmt not in ("wav", "pcm"):
+        raise ApiError(400, "UNSUPPORTED_FORMAT", f"response_format {body.response_format!r} is not supported; use wav or pcm")
+    voice = body.voice
+    if voice.lower() in OPENAI_VOICES:
+        try:
+            await services.voice_exists(voice.lower())
+            voice = voice.lower()
+        except VoiceError:
+            voice = services.settings.default_voice
+    return await _speech(services, body.input, voice, None, 24000, "pcm16", fmt == "wav", body.instructions)

@@ -1,0 +1,136 @@
+"""`/api/v1/voices`: list, show, fetch the reference clip, upload (clone) and delete voices."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from ..voices import Voice, VoiceNotFound, VoiceReadOnly, check_voice_id
+from .deps import get_services, loaded_model
+from .http_errors import ApiError, error_responses
+from .services import Services
+
+router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
+VoiceId = Path(description="voice id: ^[a-z0-9][a-z0-9_-]{0,63}$", max_length=200)
+
+
+class VoiceOut(BaseModel):
+    id: str
+    name: str
+    language: str | None
+    description: str
+    isDefault: bool
+    mode: str
+    builtIn: bool
+    createdAt: str | None
+    provisioned: bool
+    transcript: str | None
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceOut]
+    default: str
+
+
+def _preset_voices(services: Services) -> list[Voice]:
+    return [
+        Voice(id=name.lower(), name=name, language=None, description="preset speaker of the loaded model",
+              mode="preset", built_in=True, created_at=None)
+        for name in services.preset_speakers()
+    ]
+
+
+async def _find(services: Services, voice_id: str) -> Voice:
+    for preset in _preset_voices(services):
+        if preset.id == voice_id:
+            return preset
+    return await asyncio.to_thread(services.voices.get, voice_id)
+
+
+@router.get("", response_model=VoiceList, summary="List the voices")
+async def list_voices(services: Services = Depends(get_services)) -> VoiceList:
+    stored = await asyncio.to_thread(services.voices.list)
+    presets = [v for v in _preset_voices(services) if v.id not in {s.id for s in stored}]
+    default = services.settings.default_voice
+    return VoiceList(voices=[VoiceOut(**v.to_json(default)) for v in presets + stored], default=default)
+
+
+@router.get("/{voice_id}", response_model=VoiceOut, responses=error_responses(404, 422), summary="One voice")
+async def get_voice(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> VoiceOut:
+    return VoiceOut(**(await _find(services, voice_id)).to_json(services.settings.default_voice))
+
+
+@router.get(
+    "/{voice_id}/audio",
+    response_class=FileResponse,
+    responses={200: {"content": {"audio/wav": {}}, "description": "The reference clip"}, **error_responses(404, 422)},
+    summary="The voice's reference clip",
+)
+async def get_voice_audio(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> FileResponse:
+    voice = await _find(services, voice_id)
+    if voice.audio_path is None:
+        raise VoiceNotFound(f"voice {voice_id!r} has no reference clip ({voice.setup_hint or 'preset speaker'})")
+    return FileResponse(voice.audio_path, media_type="audio/wav", filename=f"{voice_id}.wav")
+
+
+@router.post(
+    "",
+    response_model=VoiceOut,
+    status_code=201,
+    responses=error_responses(400, 409, 413, 415, 422, 503),
+    summary="Clone a voice from a reference clip",
+    description=(
+        "Multipart upload: `audio` (WAV, FLAC or OGG; mono or stereo; 1-30 s by default), optional `transcript`"
+        " (with it the voice clones in ICL mode, without it in x-vector-only mode), `name`, `language`, `id`."
+    ),
+)
+async def create_voice(
+    audio: UploadFile = File(..., description="reference clip"),
+    transcript: str | None = Form(None, max_length=2000),
+    name: str | None = Form(None, max_length=200),
+    language: str | None = Form(None, max_length=64),
+    id: str | None = Form(None, max_length=200),
+    services: Services = Depends(get_services),
+) -> VoiceOut:
+    store = services.voices
+    voice_id = check_voice_id(id) if id else f"voice-{secrets.token_hex(4)}"
+    if any(p.id == voice_id for p in _preset_voices(services)):
+        raise ApiError(409, "VOICE_EXISTS", f"voice id {voice_id!r} is a preset speaker; choose another id")
+    try:
+        await asyncio.to_thread(store.get, voice_id)
+        raise ApiError(409, "VOICE_EXISTS", f"voice id {voice_id!r} is taken; choose another id or DELETE it first")
+    except VoiceNotFound:
+        pass
+    try:
+        language = services.canonical_language(language) if language else None
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
+    data = await audio.read(store.max_bytes + 1)
+    wav = await asyncio.to_thread(store.decode_upload, data)
+    tts, _ = await loaded_model(services)
+    if tts.config.tts_model_type != "base":
+        raise ApiError(
+            409, "CANNOT_CLONE", f"the loaded model ({tts.config.tts_model_type}) cannot clone voices; load a Base model"
+        )
+    voice = await services.models.run_blocking(
+        lambda: store.add(voice_id, wav, model=tts, transcript=transcript, name=name, language=language)
+    )
+    return VoiceOut(**voice.to_json(services.settings.default_voice))
+
+
+@router.delete(
+    "/{voice_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(403, 404, 422),
+    summary="Delete an uploaded voice",
+)
+async def delete_voice(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> Response:
+    if any(p.id == voice_id for p in _preset_voices(services)):
+        raise VoiceReadOnly(f"voice {voice_id!r} is a preset speaker of the model and cannot be deleted")
+    await asyncio.to_thread(services.voices.delete, voice_id)
+    return Response(status_code=204)

@@ -1,0 +1,96 @@
+"""Server settings: the only reader of the environment (prefix `TTS_`, optional `.env` file).
+
+Every field is listed with its default in `.env.example`. Lists (`TTS_ALLOWED_ORIGINS`, `TTS_AUTH_TOKENS`)
+are comma-separated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+ENCODINGS = ("pcm16", "pcm32f")
+AUDIO_TRANSPORTS = ("binary", "base64", "none")
+
+
+def _repo_voices_dir() -> Path:
+    """`voices/` at the repository root when running from a checkout, else `./voices`."""
+    checkout = Path(__file__).resolve().parents[3] / "voices"
+    return checkout if checkout.is_dir() else Path("voices")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTS_", env_file=".env", extra="ignore")
+
+    # model
+    model_id: str = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+    device: str = "auto"
+    dtype: str = "auto"
+    preload: bool = False
+    warmup: bool = True
+    max_streams: int = Field(8, ge=1)
+    max_frames: int = Field(0, ge=0)  # 0: the engine derives the budget from the text
+    default_instruct: str = "A calm, clear voice speaking at a natural pace."
+    queue_while_loading: bool = True
+    loading_retry_after_ms: int = Field(2000, ge=0)
+
+    # network
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    auth_tokens: Annotated[list[str], NoDecode] = []
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    # voices
+    voices_dir: Path = Field(default_factory=_repo_voices_dir)
+    data_dir: Path = Path("data")
+    default_voice: str = "default"
+    default_language: str = "auto"
+    voice_cache_size: int = Field(32, ge=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    voice_min_seconds: float = Field(1.0, gt=0)
+    voice_max_seconds: float = Field(30.0, gt=0)
+
+    # sessions and limits
+    max_message_bytes: int = Field(64 * 1024, ge=1024)
+    max_text_chars: int = Field(5000, ge=1)
+    idle_timeout_s: float = Field(120.0, gt=0)
+    ping_interval_s: float = Field(20.0, gt=0)
+    max_sessions: int = Field(64, ge=1)
+    max_queued_utterances: int = Field(32, ge=1)
+    outbound_queue_messages: int = Field(1024, ge=2)
+    shutdown_grace_s: float = Field(5.0, ge=0)
+
+    @field_validator("allowed_origins", "auth_tokens", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _resolve_device(cls, value: str) -> str:
+        if value != "auto":
+            return value
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, value: str) -> str:
+        if value not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+        return value
+
+    @property
+    def resolved_dtype(self) -> str:
+        """`auto`: bfloat16 on CUDA, float32 elsewhere."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.device.startswith("cuda") else "float32"

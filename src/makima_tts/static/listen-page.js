@@ -1,0 +1,199 @@
+/**
+ * The listen page (`/listen`): a voice loop. The microphone feeds an energy voice-activity detector; when
+ * the user stops talking their turn goes to the speech-to-text hook, the text to the LLM hook, and the
+ * reply streams into the speech client piece by piece (`append` … `end`). When the user starts talking while
+ * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
+ * told how much was heard (`playedMs`). `window.makima` exposes the state (the browser tests read it).
+ */
+
+import * as defaultHooks from "./listen-hooks.js";
+import { Microphone } from "./mic.js";
+import { describeError, getToken, setupTokenForm, StatusLine, startMeter, waitForModel } from "./page-common.js";
+import { SpeakClient } from "./speak-client.js";
+import { VoiceActivityDetector } from "./vad.js";
+
+const hooks = { ...defaultHooks, ...(window.makimaHooks || {}) };
+const settings = { ...defaultHooks.settings, ...(hooks.settings || {}) };
+const ECHO_GUARD_DB = 6; // the threshold rises this much while the assistant is audible
+
+const $ = (id) => document.getElementById(id);
+const status = new StatusLine($("status"), $("progress"));
+const micButton = $("mic");
+const client = new SpeakClient({
+  token: getToken(),
+  voice: settings.voice,
+  language: settings.language,
+  contractId: settings.contractId, // passed through in `start`
+});
+const vad = new VoiceActivityDetector();
+const history = [];
+let mic = null;
+let micLevelDb = -100;
+let turn = null; // {abort: AbortController, item: <li>} of the reply being produced or spoken
+
+/** What the browser tests read. */
+const page = { client, vad, bargeIns: [], turns: 0, phase: "idle" };
+window.makima = page;
+
+function setPhase(phase, text, kind = "info") {
+  page.phase = phase;
+  status.show(text, kind);
+}
+
+function addLine(role, text) {
+  const li = document.createElement("li");
+  li.className = role;
+  li.textContent = text;
+  $("transcript").append(li);
+  li.scrollIntoView({ block: "nearest" });
+  return li;
+}
+
+function assistantBusy() {
+  return turn !== null || client.state === "speaking";
+}
+
+async function ensureConnected() {
+  if (client.state === "ready" || client.state === "speaking") return true;
+  setPhase("connecting", "Connecting…", "busy");
+  try {
+    const ready = await client.connect();
+    if (ready.modelState !== "loaded") await waitForModel(status);
+    return true;
+  } catch (err) {
+    setPhase("error", describeError(err), "error");
+    return false;
+  }
+}
+
+/** The user talked over the assistant: silence it now and drop the rest of the reply. */
+async function bargeIn() {
+  const current = turn;
+  turn = null;
+  current?.abort.abort();
+  const playedMs = await client.interrupt();
+  if (current) {
+    current.item.classList.add("interrupted");
+    const last = history[history.length - 1];
+    if (last?.role === "assistant") {
+      last.content += ` [interrupted by the user after ${(playedMs / 1000).toFixed(1)} s of audio]`;
+    }
+  }
+  page.bargeIns.push({ playedMs, at: performance.now() });
+}
+
+/**
+ * One assistant turn: (transcribe) → LLM → streamed speech.
+ * @param {(signal: AbortSignal) => Promise<string>} getText what the user said
+ */
+async function respond(getText) {
+  if (!(await ensureConnected())) return;
+  const abort = new AbortController();
+  const mine = { abort, item: null };
+  turn = mine;
+  const live = () => turn === mine && !abort.signal.aborted;
+  setPhase("thinking", "Thinking…", "busy");
+  const userText = await getText(abort.signal);
+  if (!live() || !userText) {
+    if (turn === mine) turn = null;
+    return;
+  }
+  page.turns += 1;
+  addLine("user", userText);
+  history.push({ role: "user", content: userText });
+  mine.item = addLine("assistant", "");
+  const said = { role: "assistant", content: "" };
+  history.push(said);
+  let utterance = null;
+  try {
+    for await (const piece of hooks.generateReply(userText, { history: history.slice(0, -1), signal: abort.signal })) {
+      if (!live()) break;
+      said.content += piece;
+      mine.item.textContent = said.content;
+      utterance = client.append(piece);
+      if (page.phase !== "speaking") setPhase("speaking", "Speaking… (talk to interrupt)", "busy");
+    }
+    if (live() && utterance) client.end();
+  } catch (err) {
+    setPhase("error", describeError(err), "error");
+  }
+  if (utterance && live()) await utterance.done;
+  if (turn === mine) {
+    turn = null;
+    setPhase(mic ? "listening" : "idle", mic ? "Listening…" : "Ready. Type below or start the microphone.", "ok");
+  }
+}
+
+function onSpeechStart() {
+  if (assistantBusy() && $("barge-in").checked) {
+    bargeIn();
+    setPhase("hearing", "Interrupted — go ahead, I am listening.", "busy");
+  } else if (!assistantBusy()) {
+    setPhase("hearing", "Hearing you…", "busy");
+  } else {
+    return; // barge-in is off: ignore speech while the assistant talks
+  }
+  mic.startRecording();
+}
+
+function onSpeechEnd() {
+  if (!mic.recording) return;
+  const audio = mic.stopRecording();
+  const rate = mic.sampleRate;
+  respond((signal) => hooks.transcribe(audio, rate, { signal }));
+}
+
+async function toggleMic() {
+  if (mic) {
+    mic.close();
+    mic = null;
+    micButton.textContent = "Start microphone";
+    $("metrics").textContent = "Microphone off.";
+    if (!assistantBusy()) setPhase("idle", "Ready. Type below or start the microphone.", "ok");
+    return;
+  }
+  if (!(await ensureConnected())) return;
+  await client.resumeAudio();
+  try {
+    mic = await Microphone.open();
+    page.mic = mic;
+  } catch (err) {
+    setPhase("error", `The microphone is not available: ${err.message}`, "error");
+    return;
+  }
+  mic.addEventListener("level", (e) => {
+    micLevelDb = e.detail.db;
+    vad.extraDb = client.state === "speaking" ? ECHO_GUARD_DB : 0;
+    vad.update(micLevelDb);
+  });
+  micButton.textContent = "Stop microphone";
+  if (!assistantBusy()) setPhase("listening", "Listening…", "ok");
+}
+
+vad.addEventListener("speechstart", onSpeechStart);
+vad.addEventListener("speechend", onSpeechEnd);
+micButton.addEventListener("click", toggleMic);
+setupTokenForm(() => location.reload());
+$("typed").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("typed-text").value.trim();
+  if (!text) return;
+  $("typed-text").value = "";
+  if (assistantBusy()) bargeIn();
+  client.resumeAudio();
+  respond(async () => text);
+});
+client.addEventListener("error", (e) => setPhase("error", describeError(e.detail), "error"));
+client.addEventListener("interrupted", (e) => {
+  $("metrics").textContent = `Interrupted after ${(e.detail.playedMs / 1000).toFixed(1)} s of audio.`;
+});
+const dbToBar = (db) => Math.max(0, (db + 70) / 70);
+startMeter($("meter"), {
+  analyser: () => client.analyser,
+  level: () => dbToBar(micLevelDb),
+  threshold: () => (mic ? dbToBar(vad.thresholdDb) : -1),
+});
+ensureConnected().then((ok) => {
+  micButton.disabled = false;
+  if (ok) setPhase("idle", "Ready. Type below or start the microphone.", "ok");
+});

@@ -1,0 +1,198 @@
+/**
+ * Helpers shared by the speak and listen pages: the access token, the status line, the model state from
+ * `GET /ready`, errors in words, and the live waveform/level meter.
+ */
+
+const TOKEN_KEY = "makima-tts.token";
+
+/** The access token: `#token=…` in the page address wins over the one saved in this browser. */
+export function getToken() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash !== null) return fromHash;
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+/** Save the token in this browser (an empty token removes it). */
+function saveToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+  if (location.hash.includes("token=")) history.replaceState(null, "", location.pathname + location.search);
+}
+
+/**
+ * The "Connection" form (#token-form with #token): shows the token in use, saves a new one and calls
+ * `onChange(token)`. A token given in the address (#token=…) also travels with the navigation links.
+ * @param {(token: string) => void} onChange
+ */
+export function setupTokenForm(onChange) {
+  const input = document.getElementById("token");
+  input.value = getToken();
+  document.getElementById("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    saveToken(input.value.trim());
+    onChange(input.value.trim());
+  });
+  if (new URLSearchParams(location.hash.slice(1)).has("token")) {
+    for (const a of document.querySelectorAll("nav a")) a.hash = location.hash;
+  }
+}
+
+/** fetch() with the bearer token when there is one; throws an Error with the server's message on 4xx/5xx. */
+export async function apiFetch(path, token, init = {}) {
+  const headers = new Headers(init.headers || {});
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const res = await fetch(path, { ...init, headers });
+  if (!res.ok) {
+    let detail = "";
+    try {
+      const body = await res.json();
+      detail = body.message || body.detail || body.error || "";
+      if (typeof detail !== "string") detail = JSON.stringify(detail);
+    } catch {
+      detail = res.statusText;
+    }
+    const err = new Error(detail || `HTTP ${res.status}`);
+    err.status = res.status;
+    throw err;
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+/**
+ * The model's state from `GET /ready`: {state: 'loaded'|'loading'|'not_loaded', progress: 0..1|null, message,
+ * error}. /ready answers 503 while loading (or after a failed load), still with its JSON body. null when the
+ * server is unreachable.
+ */
+export async function fetchModelState() {
+  let body;
+  try {
+    const res = await fetch("/ready", { cache: "no-store" });
+    body = await res.json();
+  } catch {
+    return null;
+  }
+  const progress = typeof body.progress === "number" ? body.progress : null;
+  return { state: body.modelState ?? "not_loaded", progress, message: body.message || "", error: body.error || null };
+}
+
+/** The status line (an element with role=status) and an optional <progress> under it. */
+export class StatusLine {
+  constructor(el, progressEl = null) {
+    this.el = el;
+    this.progressEl = progressEl;
+  }
+
+  /**
+   * @param {string} text
+   * @param {'info'|'busy'|'ok'|'error'} [kind]
+   * @param {number|null} [progress] 0..1 shows the progress bar, null hides it
+   */
+  show(text, kind = "info", progress = null) {
+    this.el.textContent = text;
+    this.el.dataset.kind = kind;
+    if (this.progressEl) {
+      this.progressEl.hidden = progress === null;
+      if (progress !== null) this.progressEl.value = progress;
+    }
+  }
+}
+
+/**
+ * Poll `/ready` while the model loads, showing its progress on the status line. Resolves once the model is
+ * loaded, or not loaded but idle (a lazily loading server loads it on the first request).
+ * @param {StatusLine} status
+ * @param {() => boolean} [stillWanted] stop early when this turns false (e.g. audio has started)
+ */
+export async function waitForModel(status, stillWanted = () => true) {
+  while (stillWanted()) {
+    const m = await fetchModelState();
+    if (m === null) {
+      status.show("Cannot reach the speech server. Retrying…", "error");
+    } else if (m.error) {
+      status.show(`The model failed to load: ${m.error}`, "error");
+    } else if (m.state === "loaded" || m.state === "not_loaded") {
+      return m;
+    } else {
+      const pct = m.progress === null ? "" : ` ${Math.round(m.progress * 100)}%`;
+      status.show(`Loading model…${pct}${m.message ? ` — ${m.message}` : ""}`, "busy", m.progress ?? 0);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return null;
+}
+
+/** A SpeakError / server error message / Error in words a person can act on. */
+export function describeError(err) {
+  const code = err.code || "";
+  switch (code) {
+    case "UNAUTHORIZED":
+      return "Access denied: the server refused the access token. Enter the right token under Connection.";
+    case "CONNECTION_FAILED":
+      return "Cannot reach the speech server. Is it running?";
+    case "MODEL_LOADING":
+      return "The model is still loading; try again in a moment.";
+    case "VOICE_NOT_FOUND":
+      return "That voice does not exist on the server any more; pick another one.";
+    case "RATE_LIMITED":
+    case "SERVER_BUSY":
+    case "QUEUE_FULL":
+      return "The server is busy right now; try again in a moment.";
+    case "TIMEOUT":
+      return "The session was closed after being idle; it reconnects when you speak.";
+    default:
+      return code ? `${err.message || "Something went wrong"} (${code})` : err.message || String(err);
+  }
+}
+
+/**
+ * Draw a live waveform of `analyser` (if any) and a level bar (if `level` is given) on `canvas`.
+ * @param {HTMLCanvasElement} canvas
+ * @param {{analyser?: () => AnalyserNode|null, level?: () => number, threshold?: () => number}} sources
+ *   level and threshold in 0..1; a negative threshold is not drawn
+ */
+export function startMeter(canvas, sources) {
+  const g = canvas.getContext("2d");
+  const style = getComputedStyle(document.documentElement);
+  const accent = style.getPropertyValue("--accent").trim() || "#b3122e";
+  const muted = style.getPropertyValue("--muted").trim() || "#888";
+  let data = null;
+  let peak = 0; // decaying peak of the waveform: quiet voices are drawn larger (up to 30x)
+  const draw = () => {
+    const w = (canvas.width = canvas.clientWidth * devicePixelRatio);
+    const h = (canvas.height = canvas.clientHeight * devicePixelRatio);
+    g.clearRect(0, 0, w, h);
+    const analyser = sources.analyser?.();
+    g.lineWidth = 1.5 * devicePixelRatio;
+    g.strokeStyle = accent;
+    g.beginPath();
+    if (analyser) {
+      if (!data || data.length !== analyser.fftSize) data = new Float32Array(analyser.fftSize);
+      analyser.getFloatTimeDomainData(data);
+      peak *= 0.97;
+      for (const v of data) peak = Math.max(peak, Math.abs(v));
+      const gain = Math.min(30, 0.9 / Math.max(peak, 1e-6));
+      for (let i = 0; i < data.length; i++) {
+        const x = (i / (data.length - 1)) * w;
+        const y = h / 2 - Math.max(-1, Math.min(1, data[i] * gain)) * (h / 2);
+        if (i === 0) g.moveTo(x, y);
+        else g.lineTo(x, y);
+      }
+    } else {
+      g.moveTo(0, h / 2);
+      g.lineTo(w, h / 2);
+    }
+    g.stroke();
+    if (sources.level) {
+      const barH = 6 * devicePixelRatio;
+      g.fillStyle = muted;
+      g.fillRect(0, h - barH, Math.min(1, sources.level()) * w, barH);
+      if (sources.threshold && sources.threshold() >= 0) {
+        g.fillStyle = accent;
+        const x = Math.min(1, sources.threshold()) * w;
+        g.fillRect(x - devicePixelRatio, h - 2 * barH, 2 * devicePixelRatio, 2 * barH);
+      }
+    }
+    requestAnimationFrame(draw);
+  };
+  requestAnimationFrame(draw);
+}

@@ -1,0 +1,132 @@
+"""The speak page (`/`) in Chromium against the real server: loading, speaking, cancelling, creating a voice,
+and a wrong token."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SAMPLE_RATE = 24000
+
+
+def test_page_loads_without_console_errors(tab):
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.wait_for_function(
+        "document.querySelector('#voice').options.length > 0 && makima.voices.length > 0"
+    )
+    assert tab.page.input_value("#voice") == "default"
+    assert "Ready" in tab.status()
+    assert tab.console_errors == []
+    tab.screenshot("speak-page")
+
+
+def test_speak_plays_every_sample_through_the_worklet(tab, server):
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.fill("#text", "Hello from the browser test.")
+    tab.page.press("#text", "Control+Enter")
+    tab.page.wait_for_function("makima.last !== null")
+    result = tab.page.evaluate(
+        """async () => {
+            const r = await makima.last.done;
+            const id = makima.last.id;
+            return {type: r.type, audioLengthMs: r.message.audioLengthMs, frames: r.message.frames,
+                    played: makima.client.playedSamples(id), peak: makima.client.playedPeak(id)};
+        }"""
+    )
+    assert result["type"] == "complete"
+    assert 0 < result["frames"] <= server.max_frames
+    # every sample the server announced went through the worklet to the output, and it was not silence
+    assert result["played"] == round(result["audioLengthMs"] * SAMPLE_RATE / 1000)
+    assert result["peak"] > 0
+    assert "Done" in tab.status()
+    assert "First audio" in tab.page.inner_text("#metrics")
+    assert tab.console_errors == []
+    tab.screenshot("speak-page-after-speaking")
+
+
+def test_cancel_stops_playback_and_nothing_plays_after_the_ack(tab, server):
+    tab.open("/")
+    tab.wait_ready()
+    # four sentences: the server synthesises them one after another, so it is still generating at the cancel
+    tab.page.fill(
+        "#text", "One sentence is here. Another one follows. A third one comes next. And the last one."
+    )
+    tab.page.click("#speak")
+    tab.page.wait_for_function("makima.last && makima.client.playedSamples(makima.last.id) > 0")
+    tab.screenshot("speak-page-speaking")
+    tab.page.evaluate(
+        """() => {
+            window.ack = null;
+            makima.client.addEventListener("cancelled", (e) => {
+                if (e.detail.utteranceId === makima.last.id) window.ack = makima.client.playedSamples(makima.last.id);
+            });
+        }"""
+    )
+    tab.page.click("#cancel")
+    tab.page.wait_for_function("window.ack !== null")
+    result = tab.page.evaluate("makima.last.done.then((r) => ({type: r.type, stopped: r.stopped}))")
+    assert result == {"type": "cancelled", "stopped": True}
+    played_at_ack = tab.page.evaluate("window.ack")
+    time.sleep(0.5)  # any audio still buffered or in flight would play now
+    assert tab.page.evaluate("makima.client.playedSamples(makima.last.id)") == played_at_ack
+    assert played_at_ack < 4 * server.max_frames * 1920
+    assert "Cancelled" in tab.status()
+    assert tab.page.is_disabled("#cancel")
+    assert tab.console_errors == []
+
+
+def test_create_voice_from_file_appears_in_picker(tab, voice_clip):
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.click("#create-voice summary")
+    tab.page.set_input_files("#voice-file", str(voice_clip))
+    tab.page.fill("#voice-transcript", "This is my test voice speaking clearly.")
+    tab.page.fill("#voice-name", "Browser test voice")
+    tab.page.fill("#voice-id", "browser-test")
+    tab.page.click("#voice-submit")
+    tab.page.wait_for_function("document.querySelector('#status').dataset.kind !== 'busy'", timeout=60_000)
+    assert "Created" in tab.status(), tab.status()
+    assert tab.page.input_value("#voice") == "browser-test"
+    labels = tab.page.eval_on_selector_all("#voice option", "opts => opts.map((o) => o.textContent)")
+    assert any("Browser test voice" in label for label in labels)
+    tab.screenshot("speak-page-voice-created")
+
+    # the new voice speaks
+    tab.page.click("#speak")
+    tab.page.wait_for_function("makima.last !== null")
+    assert tab.page.evaluate("makima.last.done.then((r) => r.type)") == "complete"
+    assert tab.console_errors == []
+
+
+def test_create_voice_from_a_microphone_recording(tab):
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.click("#create-voice summary")
+    tab.page.click("#record")
+    tab.page.wait_for_function("document.querySelector('#record').textContent.startsWith('Stop')")
+    time.sleep(2.0)  # the fake microphone: 0.3 s of silence, then speech
+    tab.page.click("#record")
+    assert "Recorded" in tab.page.inner_text("#record-info")
+    tab.page.fill("#voice-name", "Recorded voice")
+    tab.page.click("#voice-submit")
+    tab.page.wait_for_function("document.querySelector('#status').dataset.kind !== 'busy'", timeout=60_000)
+    assert "Created the voice “Recorded voice”" in tab.status(), tab.status()
+    assert tab.console_errors == []
+
+
+def test_wrong_token_shows_a_clear_message_and_the_right_one_connects(tab, server):
+    tab.open("/", token="not-the-token")
+    tab.page.wait_for_function("document.querySelector('#status').dataset.kind === 'error'")
+    assert "Access denied" in tab.status() and "token" in tab.status()
+    tab.screenshot("speak-page-wrong-token")
+
+    tab.page.click("#connection summary")
+    tab.page.fill("#token", server.token)
+    tab.page.click("#token-form button")
+    tab.wait_ready()
+    tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")

@@ -1,0 +1,132 @@
+"""One-shot HTTP speech (ours and the OpenAI-compatible one), health, readiness, metrics and pages."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+SENTENCE = "Hello there, this is a test."
+
+
+def parse_streamed_wav(body: bytes) -> tuple[int, int, int, bytes]:
+    """(format tag, sample rate, bits, data) of a streamed WAV (sizes are 0xFFFFFFFF: unknown)."""
+    assert body[:4] == b"RIFF" and body[8:16] == b"WAVEfmt "
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[20:36])
+    assert channels == 1 and body[36:40] == b"data"
+    return tag, rate, bits, body[44:]
+
+
+def test_speak_wav(server):
+    r = httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE}, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    tag, rate, bits, data = parse_streamed_wav(r.content)
+    assert (tag, rate, bits) == (1, 24000, 16)
+    samples = len(data) // 2
+    assert samples > 0 and samples % 1920 == 0  # whole 80 ms frames
+
+
+@pytest.mark.parametrize("rate,encoding,width", [(16000, "pcm16", 2), (48000, "pcm32f", 4), (22050, "pcm16", 2)])
+def test_speak_raw_pcm(server, rate, encoding, width):
+    body = {"text": SENTENCE, "format": "pcm", "sampleRate": rate, "encoding": encoding}
+    r = httpx.post(f"{server.http}/api/v1/speak", json=body, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/pcm"
+    assert r.headers["x-sample-rate"] == str(rate) and r.headers["x-encoding"] == encoding
+    samples = len(r.content) // width
+    per_frame = rate * 80 // 1000
+    assert abs(samples - round(samples / per_frame) * per_frame) <= 1
+    pcm = np.frombuffer(r.content, dtype="<i2" if width == 2 else "<f4")
+    assert np.isfinite(pcm.astype(np.float64)).all()
+
+
+def test_speak_errors(server):
+    url = f"{server.http}/api/v1/speak"
+    cases = [
+        ({"text": ""}, 422, "INVALID_REQUEST"),
+        ({"text": "   "}, 422, "INVALID_TEXT"),
+        ({"text": "x" * 5001}, 422, "INVALID_TEXT"),
+        ({"text": SENTENCE, "voice": "ghost"}, 404, "VOICE_NOT_FOUND"),
+        ({"text": SENTENCE, "voice": "makima"}, 404, "VOICE_NOT_FOUND"),
+        ({"text": SENTENCE, "voice": "../x"}, 422, "INVALID_VOICE_ID"),
+        ({"text": SENTENCE, "language": "elvish"}, 422, "INVALID_REQUEST"),
+        ({"text": SENTENCE, "sampleRate": 12345}, 422, "INVALID_REQUEST"),
+    ]
+    for body, status, code in cases:
+        r = httpx.post(url, json=body, timeout=60)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+def test_openai_speech(server):
+    url = f"{server.http}/v1/audio/speech"
+    r = httpx.post(url, json={"model": "tts-1", "input": SENTENCE, "voice": "alloy", "response_format": "wav"},
+                   timeout=60)
+    assert r.status_code == 200
+    assert parse_streamed_wav(r.content)[:3] == (1, 24000, 16)
+    r = httpx.post(url, json={"model": "x", "input": SENTENCE, "voice": "default", "response_format": "pcm"},
+                   timeout=60)
+    assert r.status_code == 200 and len(r.content) % (1920 * 2) == 0 and r.content
+    r = httpx.post(url, json={"model": "tts-1", "input": SENTENCE, "voice": "alloy", "response_format": "mp3"})
+    assert r.status_code == 400 and "wav or pcm" in r.json()["error"]["message"]
+    r = httpx.post(url, json={"model": "tts-1", "input": SENTENCE, "voice": "ghost"})
+    assert r.status_code == 404
+
+
+def test_health_ready_metrics(server):
+    assert httpx.get(f"{server.http}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.http}/ready")
+    body = ready.json()
+    assert ready.status_code == 200 and body["ready"] is True
+    assert body["modelState"] == "loaded" and body["progress"] == 1.0 and body["message"]
+    httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE}, timeout=60)
+    httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE, "voice": "ghost"})
+    metrics = httpx.get(f"{server.http}/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    for name in (
+        "tts_sessions_active",
+        "tts_sessions_total",
+        'tts_utterances_total{outcome="complete",transport="http"}',
+        "tts_time_to_first_audio_seconds_bucket",
+        "tts_real_time_factor_bucket",
+        "tts_model_loaded 1.0",
+    ):
+        assert name in text, name
+
+
+def test_openapi_documents_errors(server):
+    spec = httpx.get(f"{server.http}/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths["/api/v1/voices"]["post"]["responses"]) >= {"201", "409", "413", "415", "422", "503"}
+    assert set(paths["/api/v1/voices/{voice_id}"]["delete"]["responses"]) >= {"204", "403", "404", "422"}
+    assert set(paths["/api/v1/speak"]["post"]["responses"]) >= {"200", "404", "422", "503"}
+    assert set(paths["/v1/audio/speech"]["post"]["responses"]) >= {"200", "400", "404", "422", "503"}
+
+
+def test_pages(server):
+    for path, name in (("/", "index.html"), ("/listen", "listen.html")):
+        r = httpx.get(f"{server.http}{path}")
+        if r.status_code == 404:  # the page is another component's; a clear message when it is missing
+            assert name in r.json()["error"]["message"]
+        else:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    r = httpx.get(f"{server.http}/static/no-such-file.js")
+    assert r.status_code == 404
+
+
+def test_http_client_hanging_up_cancels_the_engine_job(start_server):
+    srv = start_server(max_frames=0)  # the engine's own budget: hundreds of frames
+    srv.wait_loaded()
+    engine = srv.services.models.engine
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 6)
+    with httpx.stream("POST", f"{srv.http}/api/v1/speak", json={"text": text, "format": "pcm"}, timeout=60) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+        assert engine.busy_streams == 1
+    deadline = time.monotonic() + 60
+    while engine.busy_streams:
+        assert time.monotonic() < deadline, "the engine job of a vanished HTTP client was not cancelled"
+        time.sleep(0.02)
