@@ -1,16 +1,22 @@
-"""Engine: one worker thread that owns the models' hot loop and serves many utterances at once.
+"""Engine: the models' hot loop on two threads, serving many utterances at once.
 
-`submit` queues a `SpeechRequest` and returns a `Job`; the worker admits queued jobs into free slots
-(at most one prefill between two steps, so a newcomer never stalls the others for more than a step),
-then advances every admitted job by one frame per step (lockstep batching, `FrameBatch`). Each
-frame goes to the job's sink as soon as it exists; each job ends with exactly one `Finished`.
-Cancellation is a flag checked between steps. Sinks run on the worker thread and must not block.
+`submit` queues a `SpeechRequest` and returns a `Job`. The generation thread admits queued jobs into
+free slots (at most one prefill between two steps, so a newcomer never stalls the others for more than
+a step) and advances every admitted job by one frame per step (lockstep batching, `FrameBatch`). Each
+step's codes go, in order, through a short queue to the codec thread (`CodecStage`), which turns them
+into audio and delivers the frames; the talker computes the next step meanwhile. Every event a job's
+sink receives is delivered by the codec thread, so frames and the job's single `Finished` stay in
+order. Cancellation is a flag checked between steps. Sinks must not block.
+
+Threads: on CPU each of the two threads uses half the cores for its intra-op work (`threads` overrides).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import queue
 import secrets
 import threading
 from collections import deque
@@ -19,6 +25,7 @@ from collections.abc import Callable
 import torch
 
 from .budget import frame_budget
+from .codec_stage import CodecStage
 from .prompt import PromptError, build_prompt
 from .step import FrameBatch, SlotSettings
 from .timing import PhaseTimer
@@ -26,6 +33,7 @@ from .types import AudioFrame, EngineEvent, Finished, SamplingParams, SpeechRequ
 
 log = logging.getLogger(__name__)
 Sink = Callable[[EngineEvent], None]
+CODEC_QUEUE_STEPS = 2  # how far generation may run ahead of the codec
 
 
 class Job:
@@ -38,7 +46,7 @@ class Job:
         self.done = threading.Event()
 
     def cancel(self) -> None:
-        """Stop this job within one frame; its sink then gets Finished(cancelled=True)."""
+        """Stop this job within a step; its sink then gets Finished(cancelled=True)."""
         self.cancelled = True
         self._engine._wake()
 
@@ -53,17 +61,29 @@ class Job:
             log.exception("engine sink of job %s raised", self.id)
 
 
+def default_threads(device: torch.device) -> int | None:
+    if device.type != "cpu":
+        return None
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Engine:
-    def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500):
+    def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
+                 threads: int | None = None):
         self.tts = tts
         self.max_frames_cap = max_frames_cap
+        self.threads = threads or default_threads(tts.device)
+        self.timer = PhaseTimer(tts.device)
         self._batch = FrameBatch(tts, max_streams, max_context)
+        self._codec = CodecStage(tts, max_streams)
         self._jobs: list[Job | None] = [None] * max_streams
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self.timer = PhaseTimer(tts.device)
+        self._codec_queue: queue.Queue = queue.Queue(maxsize=CODEC_QUEUE_STEPS)
+        self._codec_thread = threading.Thread(target=self._run_codec, name="makima-codec", daemon=True)
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
+        self._codec_thread.start()
         self._thread.start()
 
     # ------------------------------------------------------------------ public, any thread
@@ -82,6 +102,7 @@ class Engine:
             self._closed = True
             self._cv.notify()
         self._thread.join(timeout=30)
+        self._codec_thread.join(timeout=30)
 
     def warmup(self, frames: int = 2) -> None:
         """One short synthesis so the first real request pays no first-call costs."""
@@ -93,20 +114,24 @@ class Engine:
     def busy_streams(self) -> int:
         return sum(j is not None for j in self._jobs)
 
-    # ------------------------------------------------------------------ worker thread
+    # ------------------------------------------------------------------ generation thread
     def _wake(self) -> None:
         with self._cv:
             self._cv.notify()
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        if self.threads:
+            torch.set_num_threads(self.threads)
         while True:
             with self._cv:
                 while not self._closed and not self._queue and not any(self._jobs):
                     self._cv.wait()
                 if self._closed:
                     break
-                pending = self._take_pending()
+                pending, dropped = self._take_pending()
+            for job in dropped:  # posted outside the lock: the codec queue may be full
+                self._post(job, Finished(0, cancelled=True))
             self._drop_cancelled()
             if pending is not None:
                 self._admit(pending)
@@ -118,16 +143,21 @@ class Engine:
                     self._fail_all("internal error while generating audio")
         self._shutdown()
 
-    def _take_pending(self) -> Job | None:
+    def _post(self, job: Job, event: EngineEvent) -> None:
+        """Deliver an event through the codec thread, behind the frames already queued."""
+        self._codec_queue.put(("emit", job, event))
+
+    def _take_pending(self) -> tuple[Job | None, list[Job]]:
+        """The next queued job if a slot is free, and the queued jobs cancelled before admission."""
+        dropped = []
         while self._queue:
-            job = self._queue[0]
-            if job.cancelled:
-                self._queue.popleft().emit(Finished(0, cancelled=True))
-                continue
-            if self._batch.free_slot() is None:
-                return None
-            return self._queue.popleft()
-        return None
+            if self._queue[0].cancelled:
+                dropped.append(self._queue.popleft())
+            elif self._batch.free_slot() is None:
+                break
+            else:
+                return self._queue.popleft(), dropped
+        return None, dropped
 
     def _drop_cancelled(self) -> None:
         for slot, job in enumerate(self._jobs):
@@ -147,31 +177,25 @@ class Engine:
             self._jobs[slot] = job
             with self.timer("prefill"):
                 token = self._batch.prefill(slot, prompt, settings)
-        except PromptError as exc:
+        except Exception as exc:
+            if not isinstance(exc, PromptError):
+                log.exception("prefill failed")
             self._jobs[slot] = None
             self._batch.release(slot)
-            job.emit(Finished(0, error=str(exc)))
+            message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
+            self._post(job, Finished(0, error=message))
             return
-        except Exception:
-            log.exception("prefill failed")
-            self._jobs[slot] = None
-            self._batch.release(slot)
-            job.emit(Finished(0, error="internal error while preparing the utterance"))
-            return
+        self._codec_queue.put(("start", slot, prompt.ref_codes))
         if token == self.tts.config.talker.codec_eos_token_id and req.stop_on_eos:
             self._finish(slot, Finished(0))
 
     def _step(self) -> None:
-        batch, timer = self._batch, self.timer
-        with timer("code_predictor"):
+        batch = self._batch
+        with self.timer("code_predictor"):
             frame = batch.predict_frame()
-        with timer("codec"):
-            audio = batch.decode_audio(frame).cpu().numpy()
-        codes = frame.cpu().numpy()
-        for slot, job in enumerate(self._jobs):
-            if job is not None:
-                job.emit(AudioFrame(batch.settings[slot].frames, codes[slot], audio[slot]))
-        with timer("talker"):
+        rows = [(slot, job, batch.settings[slot].frames) for slot, job in enumerate(self._jobs) if job is not None]
+        self._codec_queue.put(("frame", frame, rows))
+        with self.timer("talker"):
             next_token = batch.advance(frame).cpu().numpy()
         eos = self.tts.config.talker.codec_eos_token_id
         for slot, job in enumerate(self._jobs):
@@ -187,7 +211,7 @@ class Engine:
         job = self._jobs[slot]
         self._jobs[slot] = None
         self._batch.release(slot)
-        job.emit(event)
+        self._post(job, event)
 
     def _fail_all(self, message: str) -> None:
         for slot, job in enumerate(self._jobs):
@@ -199,5 +223,34 @@ class Engine:
             if job is not None:
                 self._finish(slot, Finished(self._batch.settings[slot].frames, cancelled=True))
         with self._cv:
-            while self._queue:
-                self._queue.popleft().emit(Finished(0, cancelled=True))
+            waiting, self._queue = list(self._queue), deque()
+        for job in waiting:
+            self._post(job, Finished(0, cancelled=True))
+        self._codec_queue.put(None)
+
+    # ------------------------------------------------------------------ codec thread
+    def _run_codec(self) -> None:
+        torch.set_grad_enabled(False)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        while (item := self._codec_queue.get()) is not None:
+            kind = item[0]
+            try:
+                if kind == "emit":
+                    item[1].emit(item[2])
+                elif kind == "start":
+                    self._codec.start(item[1], item[2])
+                else:
+                    self._deliver(item[1], item[2])
+            except Exception:
+                log.exception("codec stage failed")
+                for _, job, _ in item[2] if kind == "frame" else []:
+                    job.emit(Finished(0, error="internal error while decoding audio"))
+                    job.cancel()
+
+    def _deliver(self, frame: torch.Tensor, rows: list[tuple[int, Job, int]]) -> None:
+        with self.timer("codec"):
+            audio = self._codec.decode(frame)
+        codes = frame.cpu().numpy()
+        for slot, job, index in rows:
+            job.emit(AudioFrame(index, codes[slot], audio[slot]))

@@ -1,12 +1,12 @@
 """Lockstep frame generation over a pool of slots: one slot = one utterance in flight.
 
-`FrameBatch` owns every per-stream tensor (talker and code-predictor KV caches, codec streaming
-state, last codebook-0 token, past hidden state, repetition-penalty memory, sampling settings). A
-step advances every occupied slot by one frame in batched calls:
+`FrameBatch` owns every per-stream generation tensor (talker and code-predictor KV caches, last
+codebook-0 token, past hidden state, repetition-penalty memory, sampling settings). A step advances
+every occupied slot by one frame in two batched calls; the engine hands the codes to its codec stage
+(`codec_stage.py`, its own thread) between them, so audio is made while the talker moves on:
 
-    code predictor: [past_hidden, C(c0)] -> c1..c15      (16 positions, fresh cache per frame)
-    codec:          16 codes -> 1920 samples              (streaming state per slot)
-    talker:         sum of 16 code embeddings + trailing text row -> next c0
+    predict_frame: [past_hidden, C(c0)] -> c1..c15 (code predictor, 16 positions, fresh cache per frame)
+    advance:       sum of 16 code embeddings + trailing text row -> next c0 (talker)
 
 Slots are filled lowest-index first and a step runs on rows [0, n) where n is one past the highest
 occupied slot, so every cache access is a plain view. Rows of empty slots inside that range compute
@@ -19,16 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model.codec import CodecState
 from .prompt import Prompt
 from .sampling import RowSampling, choose, choose_codebook0
 from .types import SamplingParams
-
-
-def _first_rows(state: CodecState, n: int) -> CodecState:
-    """A view of rows [0, n) of a codec state (the codec updates its state in place)."""
-    return CodecState([t[:n] for t in state.conv], [k[:n] for k in state.keys], [v[:n] for v in state.values],
-                      state.pos[:n])
 
 
 @dataclass
@@ -62,7 +55,6 @@ class FrameBatch:
             max_capacity=max_context,
         )
         self.cp_kv = KVCache(cc.num_hidden_layers, slots, cc.num_key_value_heads, cc.head_dim, self.groups, device, dtype)
-        self.codec_state = tts.codec.new_state(slots, device=device, dtype=dtype)
         vocab = tc.vocab_size
         self.lengths = torch.zeros(slots, dtype=torch.long, device=device)
         self.last_token = torch.zeros(slots, dtype=torch.long, device=device)
@@ -152,9 +144,6 @@ class FrameBatch:
         self.lengths[slot] = length
         self.last_token[slot] = token[0]
         self.past_hidden[slot] = hidden[0, -1]
-        self.codec_state.reset_rows([slot])
-        if prompt.ref_codes is not None:
-            self.codec_state.copy_row_from(slot, self.tts.codec_prefix_state(prompt.ref_codes), 0)
         return int(token[0])
 
     # ---------------------------------------------------------------- one frame for every slot
@@ -174,11 +163,6 @@ class FrameBatch:
                 hidden = cp(emb, group, self.cp_kv.view(slice(0, n), group + 1))
             codes.append(choose(cp.logits(hidden[:, -1], group), sub_rows))
         return torch.stack(codes, dim=1)
-
-    @torch.inference_mode()
-    def decode_audio(self, frame: torch.Tensor) -> torch.Tensor:
-        """frame [n, 16] -> audio [n, 1920] float32, advancing each slot's codec state."""
-        return self.tts.codec.decode_step(frame[:, :, None], _first_rows(self.codec_state, frame.shape[0]))
 
     @torch.inference_mode()
     def advance(self, frame: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from ..config import CodePredictorConfig, TalkerConfig
 from .kv_cache import KVView
 from .layers import DecoderStack
+from .linear import InferenceLinear
 
 
 class CodePredictor(nn.Module):
@@ -32,6 +33,14 @@ class CodePredictor(nn.Module):
         else:
             self.projection = nn.Identity()
 
+        self.heads: list[InferenceLinear] | None = None
+
+    def prepare(self) -> None:
+        """Inference-ready projections (after loading and placing the weights)."""
+        self.stack.prepare()
+        self.heads = [InferenceLinear(head.weight) for head in self.lm_head]
+        del self.lm_head
+
     def forward(self, embeds: torch.Tensor, start: int, kv: KVView) -> torch.Tensor:
         # embeds [B, S, H_talker] at positions start..start+S-1 -> hidden [B, S, H_cp]
         b, s, _ = embeds.shape
@@ -40,7 +49,8 @@ class CodePredictor(nn.Module):
 
     def logits(self, hidden_last: torch.Tensor, group: int) -> torch.Tensor:
         # [B, H_cp] -> [B, 2048] float32 logits for codebook `group` (1..15)
-        return self.lm_head[group - 1](hidden_last).float()
+        head = self.lm_head[group - 1] if self.heads is None else self.heads[group - 1]
+        return head(hidden_last).float()
 
     def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
         # codes [..., 15] (codebooks 1..15) -> per-codebook talker-width embeddings [..., 15, H_talker]

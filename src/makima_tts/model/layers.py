@@ -5,8 +5,9 @@ SDPA, SwiGLU MLP, and the pre-norm decoder layer. Parameter names follow the off
 (`self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, ...) so weights load unchanged.
 
 Attention reads and writes an explicit `LayerKV` (one layer's slice of a `KVCache`); the module
-itself keeps no per-request state. After loading, `DecoderStack.fuse()` concatenates q/k/v and
-gate/up into single matrices (one matmul instead of three or two; the same numbers bit for bit).
+itself keeps no per-request state. After loading and placing the weights, `DecoderStack.prepare()`
+swaps the projections for `InferenceLinear`s: q/k/v and gate/up fused into single matrices (one matmul
+instead of three or two; the same numbers bit for bit), pre-packed where that is faster.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..config import TransformerConfig
 from .kv_cache import LayerKV
+from .linear import InferenceLinear
 
 
 class RMSNorm(nn.Module):
@@ -76,18 +78,19 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
         self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.qkv_weight: torch.Tensor | None = None
+        self.qkv: InferenceLinear | None = None
 
-    def fuse(self) -> None:
-        """Replace q/k/v by one [(heads + 2 kv_heads) * D, H] matrix."""
-        self.qkv_weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]).detach()
-        del self.q_proj, self.k_proj, self.v_proj
+    def prepare(self) -> None:
+        """One [(heads + 2 kv_heads) * D, H] matrix for q/k/v, and a prepared output projection."""
+        self.qkv = InferenceLinear(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+        self.out = InferenceLinear(self.o_proj.weight)
+        del self.q_proj, self.k_proj, self.v_proj, self.o_proj
 
     def _project(self, x: torch.Tensor):
-        if self.qkv_weight is None:
+        if self.qkv is None:
             return self.q_proj(x), self.k_proj(x), self.v_proj(x)
         d = self.head_dim
-        return F.linear(x, self.qkv_weight).split([self.n_heads * d, self.n_kv * d, self.n_kv * d], dim=-1)
+        return self.qkv(x).split([self.n_heads * d, self.n_kv * d, self.n_kv * d], dim=-1)
 
     def forward(
         self,
@@ -110,7 +113,8 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=mask, is_causal=mask is None and s > 1, enable_gqa=True
         )
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim))
+        out = out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
+        return self.o_proj(out) if self.qkv is None else self.out(out)
 
 
 class MLP(nn.Module):
@@ -119,17 +123,18 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
         self.up_proj = nn.Linear(hidden, intermediate, bias=False)
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
-        self.gate_up_weight: torch.Tensor | None = None
+        self.gate_up: InferenceLinear | None = None
 
-    def fuse(self) -> None:
-        self.gate_up_weight = torch.cat([self.gate_proj.weight, self.up_proj.weight]).detach()
-        del self.gate_proj, self.up_proj
+    def prepare(self) -> None:
+        self.gate_up = InferenceLinear(torch.cat([self.gate_proj.weight, self.up_proj.weight]))
+        self.down = InferenceLinear(self.down_proj.weight)
+        del self.gate_proj, self.up_proj, self.down_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_weight is None:
+        if self.gate_up is None:
             return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -154,10 +159,10 @@ class DecoderStack(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
 
-    def fuse(self) -> None:
+    def prepare(self) -> None:
         for layer in self.layers:
-            layer.self_attn.fuse()
-            layer.mlp.fuse()
+            layer.self_attn.prepare()
+            layer.mlp.prepare()
 
     def forward(self, x, positions, cache, write_pos, mask):
         # x [B, S, H]; positions [B, S] rope positions; cache: KVCache (one LayerKV per layer)

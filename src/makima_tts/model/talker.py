@@ -15,6 +15,7 @@ from torch import nn
 from ..config import TalkerConfig
 from .kv_cache import KVView
 from .layers import DecoderStack
+from .linear import InferenceLinear
 
 
 class TextProjection(nn.Module):
@@ -36,6 +37,13 @@ class Talker(nn.Module):
         self.codec_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.stack = DecoderStack(cfg)
         self.codec_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.head: InferenceLinear | None = None
+
+    def prepare(self) -> None:
+        """Inference-ready projections (after loading and placing the weights)."""
+        self.stack.prepare()
+        self.head = InferenceLinear(self.codec_head.weight)
+        del self.codec_head
 
     def text_embed(self, ids: torch.Tensor) -> torch.Tensor:
         # ids [..., n] -> [..., n, H]
@@ -54,4 +62,5 @@ class Talker(nn.Module):
 
     def logits(self, hidden_last: torch.Tensor) -> torch.Tensor:
         # [B, H] -> [B, 3072] in float32 (sampling is always fp32, as HF casts it)
-        return self.codec_head(hidden_last).float()
+        head = self.codec_head if self.head is None else self.head
+        return head(hidden_last).float()

@@ -72,8 +72,6 @@ class TTSModel:
             code_predictor = CodePredictor(config.code_predictor, config.talker)
         load_strict(talker, parts.pop("talker", {}), "talker", torch_dtype)
         load_strict(code_predictor, parts.pop("code_predictor", {}), "code predictor", torch_dtype)
-        talker.stack.fuse()
-        code_predictor.stack.fuse()
         report("weights", 0.6)
         codec = CodecDecoder(config.codec.decoder)
         load_strict(codec, parts.pop("codec_decoder", {}), "codec decoder", torch_dtype)
@@ -92,6 +90,8 @@ class TTSModel:
         for module in modules:
             if module is not None:
                 module.to(torch_device).eval().requires_grad_(False)
+        talker.prepare()
+        code_predictor.prepare()
         report("weights", 1.0)
         return cls(config, tokenizer, talker, code_predictor, codec, speaker_encoder, codec_encoder,
                    torch_device, torch_dtype, str(source))

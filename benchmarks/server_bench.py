@@ -1,0 +1,471 @@
+"""Server benchmark from the client side: N concurrent WebSocket sessions against `makima-tts serve`.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/server_bench.py --model DIR [--clients 1,4,8] [--frames 25]
+        [--repeat 5] [--text "..."] [--env TTS_MAX_STREAMS=8 ...] [--json-out results.json]
+    python benchmarks/server_bench.py --url ws://127.0.0.1:8000/api/v1/speak ...   # a running server
+
+Without `--url` it starts `makima-tts serve --host 127.0.0.1 --port <free port> --model DIR` itself with
+TTS_PRELOAD=1 (the model loads at start), OMP_WAIT_POLICY=PASSIVE (unless set), TTS_MAX_FRAMES=--frames
+(the server's per-utterance frame budget, 80 ms each, so every run is bounded; random weights may still
+end earlier on an end token), TTS_DATA_DIR=a temporary folder (unless set), every TTS_* variable of this
+environment and the `--env KEY=VALUE` pairs on top; it waits for GET /ready to say `loaded`, and stops the
+server (SIGTERM, then SIGKILL) at the end. The server runs in a temporary working directory, so no stray
+`.env` changes it unseen. With `--url` the server's own frame budget applies and `--frames` is ignored.
+Loopback addresses only.
+
+Each session connects to /api/v1/speak, sends `start` (pcm16, 24000 Hz, binary, the built-in `default`
+voice) and then `speak` with one utterance. One unmeasured warm-up utterance first caches the voice
+prompt. Measured per utterance: time to first audio (sending `speak` → first binary message), the gaps
+between consecutive audio messages, underruns of a client-side playout clock that starts when the first
+frame arrives (a frame arriving after the clock needed it is an underrun; playback stalls until it
+arrives), frames received vs `complete.frames` (lost must be 0), audio outside `speaking`..terminal.
+
+Phases: `--repeat R` sequential utterances in one session (single-session TTFA p50, cached voice), then
+for each N in `--clients` all N sessions open first and send `speak` together. The JSON carries the
+command, the machine, the server environment and every raw figure; a markdown table follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "The quick brown fox jumps over the lazy dog, then it runs far away into the quiet forest."
+SAMPLE_RATE = 24000
+BYTES_PER_SAMPLE = 2  # pcm16
+TERMINALS = ("complete", "cancelled", "error")
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+# --- machine and server process -----------------------------------------------------------------------
+
+
+def loadavg() -> list[str]:
+    return open("/proc/loadavg").read().split()[:3]
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch_version,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_start": loadavg()}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    """What the spawned server sees; the TTS_* part is returned for the report too."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("TTS_DATA_DIR", str(workdir / "data"))
+    env.setdefault("TTS_VOICES_DIR", str(ROOT / "voices"))
+    env.setdefault("TTS_LOG_LEVEL", "warning")
+    for pair in args.env:
+        key, _, value = pair.partition("=")
+        env[key] = value
+    env["TTS_PRELOAD"] = "1"
+    env["TTS_MAX_FRAMES"] = str(args.frames)
+    return env
+
+
+def ready_status(http_base: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{http_base}/ready", timeout=2) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:  # 503 while loading: the body still says how far
+        return json.load(exc)
+    except (OSError, ValueError):
+        return None
+
+
+def wait_ready(http_base: str, proc: subprocess.Popen | None, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
+        status = ready_status(http_base)
+        if status and status.get("modelState") == "loaded":
+            return status
+        if status and status.get("error"):
+            raise RuntimeError(f"the server failed to load the model: {status['error']}")
+        time.sleep(0.25)
+    raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+
+
+class Server:
+    """`makima-tts serve` as a subprocess (context manager); its log goes to a file in its workdir."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="server_bench-"))
+        self.port = free_port()
+        self.env = server_env(args, self.workdir)
+        self.log_path = self.workdir / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/speak"
+
+    def command(self) -> list[str]:
+        model = Path(self.args.model).expanduser()
+        model_arg = str(model.resolve()) if model.exists() else self.args.model  # a Hub id stays as it is
+        exe = Path(sys.executable).with_name("makima-tts")
+        head = [str(exe)] if exe.exists() else [sys.executable, "-m", "makima_tts.cli"]
+        return [*head, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--model", model_arg]
+
+    def __enter__(self) -> Server:
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+# --- one session ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Utterance:
+    ttfa_ms: float | None = None  # `speak` sent → first binary message
+    gaps_ms: list[float] = field(default_factory=list)  # between consecutive binary messages
+    underruns: int = 0
+    stall_ms: float = 0.0
+    frames: int = 0  # binary messages between `speaking` and the terminal
+    samples: int = 0
+    terminal: str | None = None  # complete | cancelled | error:CODE | timeout | closed
+    complete_frames: int | None = None
+    complete_audio_ms: float | None = None
+    server_ttfa_ms: float | None = None
+    truncated: bool | None = None
+    stray_audio: int = 0  # binary messages outside this utterance's speaking..terminal
+    sent_at: float = 0.0
+    done_at: float = 0.0
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    @property
+    def lost(self) -> int:
+        return (self.complete_frames - self.frames) if self.complete_frames is not None else 0
+
+
+class PlayoutClock:
+    """Plays each frame for its length; it starts at the first frame and stalls while the buffer is empty."""
+
+    def __init__(self) -> None:
+        self.buffered_until: float | None = None  # when the audio received so far runs out
+        self.underruns, self.stall_s = 0, 0.0
+
+    def frame(self, at: float, seconds: float) -> None:
+        if self.buffered_until is None:
+            self.buffered_until = at
+        elif at > self.buffered_until:
+            self.underruns += 1
+            self.stall_s += at - self.buffered_until
+            self.buffered_until = at
+        self.buffered_until += seconds
+
+
+async def expect(ws: ClientConnection, kind: str) -> dict:
+    """Receive until a JSON message of type `kind` (an `error` instead is fatal)."""
+    while True:
+        message = await ws.recv()
+        if isinstance(message, bytes):
+            continue
+        data = json.loads(message)
+        if data.get("type") == kind:
+            return data
+        if data.get("type") == "error":
+            raise RuntimeError(f"server error while waiting for {kind}: {data}")
+
+
+async def open_session(url: str, compression: bool) -> ClientConnection:
+    ws = await connect(url, subprotocols=["tts.v1"], compression="deflate" if compression else None,
+                       open_timeout=30, max_size=2**22)
+    await expect(ws, "ready")
+    await ws.send(json.dumps({"type": "start", "voice": "default", "encoding": "pcm16",
+                              "sampleRate": SAMPLE_RATE, "audioTransport": "binary"}))
+    await expect(ws, "started")
+    return ws
+
+
+def on_text(u: Utterance, data: dict, utterance_id: str) -> bool:
+    """Handle one JSON message of an utterance; True when it was this utterance's terminal."""
+    kind = data.get("type")
+    if kind not in TERMINALS or data.get("utteranceId") != utterance_id:
+        return False
+    u.terminal = kind if kind != "error" else f"error:{data.get('code')}"
+    if kind == "complete":
+        u.complete_frames, u.complete_audio_ms = data.get("frames"), data.get("audioLengthMs")
+        u.server_ttfa_ms, u.truncated = data.get("ttfaMs"), data.get("truncated")
+    return True
+
+
+async def receive_utterance(ws: ClientConnection, u: Utterance, utterance_id: str) -> None:
+    clock, speaking, last = PlayoutClock(), False, None
+    while True:
+        message = await ws.recv()
+        at = time.perf_counter()
+        if isinstance(message, bytes):
+            if not speaking:
+                u.stray_audio += 1
+                continue
+            if last is None:
+                u.ttfa_ms = 1000 * (at - u.sent_at)
+            else:
+                u.gaps_ms.append(1000 * (at - last))
+            last = at
+            u.frames += 1
+            samples = len(message) // BYTES_PER_SAMPLE
+            u.samples += samples
+            clock.frame(at, samples / SAMPLE_RATE)
+            continue
+        data = json.loads(message)
+        if data.get("type") == "speaking" and data.get("utteranceId") == utterance_id:
+            speaking = True
+        elif on_text(u, data, utterance_id):
+            u.done_at = at
+            u.underruns, u.stall_ms = clock.underruns, 1000 * clock.stall_s
+            return
+
+
+async def speak(ws: ClientConnection, text: str, utterance_id: str, timeout: float) -> Utterance:
+    u = Utterance()
+    u.sent_at = time.perf_counter()
+    await ws.send(json.dumps({"type": "speak", "utteranceId": utterance_id, "text": text}))
+    try:
+        await asyncio.wait_for(receive_utterance(ws, u, utterance_id), timeout)
+    except asyncio.TimeoutError:
+        u.terminal, u.done_at = "timeout", time.perf_counter()
+    except Exception as exc:  # the connection closed under us
+        u.terminal, u.done_at = f"closed:{type(exc).__name__}", time.perf_counter()
+    return u
+
+
+async def close_session(ws: ClientConnection) -> int:
+    """Send `stop` and read until `stopped`/close; returns the audio messages that still arrived."""
+    stray = 0
+
+    async def drain() -> None:
+        nonlocal stray
+        async for message in ws:
+            if isinstance(message, bytes):
+                stray += 1
+            elif json.loads(message).get("type") == "stopped":
+                return
+
+    try:
+        await ws.send(json.dumps({"type": "stop"}))
+        await asyncio.wait_for(drain(), 10)
+    except Exception:  # closed or slow: what arrived is counted
+        pass
+    await ws.close()
+    return stray
+
+
+# --- runs -----------------------------------------------------------------------------------------------
+
+
+async def run_concurrent(url: str, clients: int, text: str, timeout: float, compression: bool) -> dict:
+    sessions = await asyncio.gather(*(open_session(url, compression) for _ in range(clients)))
+    results = await asyncio.gather(*(speak(ws, text, f"c{i}", timeout) for i, ws in enumerate(sessions)))
+    strays = await asyncio.gather(*(close_session(ws) for ws in sessions))
+    for u, stray in zip(results, strays, strict=True):
+        u.stray_audio += stray
+    return summarize(clients, results)
+
+
+async def run_repeat(url: str, repeat: int, text: str, timeout: float, compression: bool) -> dict:
+    ws = await open_session(url, compression)
+    results = [await speak(ws, text, f"r{i}", timeout) for i in range(repeat)]
+    results[-1].stray_audio += await close_session(ws)
+    summary = summarize(1, results)
+    summary["wall_s"] = sum(u.done_at - u.sent_at for u in results)  # sequential: the sum, not the span
+    summary["audio_s_per_wall_s"] = summary["audio_s"] / summary["wall_s"] if summary["wall_s"] else 0.0
+    return summary
+
+
+async def warm_up(url: str, text: str, timeout: float, compression: bool) -> dict:
+    ws = await open_session(url, compression)
+    u = await speak(ws, text, "warmup", timeout)
+    await close_session(ws)
+    return {"ttfa_ms": u.ttfa_ms, "terminal": u.terminal, "frames": u.frames}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize(clients: int, results: list[Utterance]) -> dict:
+    ttfa = [u.ttfa_ms for u in results if u.ttfa_ms is not None]
+    gaps = [g for u in results for g in u.gaps_ms]
+    wall = max(u.done_at for u in results) - min(u.sent_at for u in results)
+    audio = sum(u.audio_s for u in results)
+    return {
+        "clients": clients, "utterances": len(results), "wall_s": wall, "audio_s": audio,
+        "audio_s_per_wall_s": audio / wall if wall > 0 else 0.0,
+        "ttfa_ms": {"p50": pct(ttfa, 50), "p95": pct(ttfa, 95), "min": min(ttfa, default=None),
+                    "max": max(ttfa, default=None)},
+        "server_ttfa_ms_p50": pct([u.server_ttfa_ms for u in results if u.server_ttfa_ms is not None], 50),
+        "gap_ms": {"p50": pct(gaps, 50), "p95": pct(gaps, 95), "max": max(gaps, default=None)},
+        "clients_with_underruns": sum(1 for u in results if u.underruns), "underruns": sum(u.underruns for u in results),
+        "stall_ms": sum(u.stall_ms for u in results),
+        "frames_received": sum(u.frames for u in results),
+        "frames_complete": sum(u.complete_frames or 0 for u in results),
+        "frames_lost": sum(u.lost for u in results), "stray_audio": sum(u.stray_audio for u in results),
+        "truncated": sum(1 for u in results if u.truncated),
+        "audio_ms_mismatch": sum(1 for u in results if u.complete_audio_ms is not None
+                                 and abs(u.complete_audio_ms - 1000 * u.audio_s) > 1),
+        "failed": [u.terminal for u in results if u.terminal != "complete"],
+        "per_utterance": [{k: v for k, v in asdict(u).items() if k not in ("sent_at", "done_at")}
+                          for u in results],
+    }
+
+
+async def bench(url: str, args: argparse.Namespace) -> dict:
+    out: dict = {"warmup": await warm_up(url, args.text, args.timeout, args.compression)}
+    if args.repeat:
+        print(f"single session, {args.repeat} utterances ...", file=sys.stderr)
+        out["repeat"] = await run_repeat(url, args.repeat, args.text, args.timeout, args.compression)
+    out["runs"] = []
+    for n in [int(c) for c in args.clients.split(",") if c.strip()]:
+        print(f"{n} concurrent client(s) ...", file=sys.stderr)
+        out["runs"].append(await run_concurrent(url, n, args.text, args.timeout, args.compression))
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: dict) -> str:
+    rows = ["| run | clients | TTFA p50 ms | TTFA p95 ms | server ttfaMs p50 | gap p50 ms | gap p95 ms | gap max ms "
+            "| clients w/ underrun | underruns | stall ms | audio s / wall s | frames recv/complete | lost "
+            "| stray audio | truncated | failed |", "|" + "---|" * 17]
+    runs = ([("repeat", results["repeat"])] if "repeat" in results else []) + [("concurrent", r) for r in results["runs"]]
+    for name, r in runs:
+        label = f"1 session x {r['utterances']}" if name == "repeat" else "together"
+        rows.append(
+            f"| {label} | {r['clients']} | {fmt(r['ttfa_ms']['p50'])} | {fmt(r['ttfa_ms']['p95'])} | "
+            f"{fmt(r['server_ttfa_ms_p50'])} | {fmt(r['gap_ms']['p50'])} | {fmt(r['gap_ms']['p95'])} | "
+            f"{fmt(r['gap_ms']['max'])} | {r['clients_with_underruns']}/{r['utterances']} | {r['underruns']} | "
+            f"{r['stall_ms']:.0f} | {r['audio_s_per_wall_s']:.2f} | {r['frames_received']}/{r['frames_complete']} | "
+            f"{r['frames_lost']} | {r['stray_audio']} | {r['truncated']} | {len(r['failed'])} |")
+    return "\n".join(rows)
+
+
+def check_loopback(url: str) -> str:
+    """The http:// base of a ws:// URL on a loopback host (anything else is refused)."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or parts.hostname not in LOOPBACK:
+        raise SystemExit(f"--url must be ws:// on a loopback host ({', '.join(LOOPBACK)}), not {url}")
+    return f"http://{parts.netloc}"
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="checkpoint for the spawned server (directory or Hub id)")
+    ap.add_argument("--url", help="ws://127.0.0.1:PORT/api/v1/speak of a running server instead")
+    ap.add_argument("--clients", default="1,4,8", help="concurrent sessions per run, comma-separated")
+    ap.add_argument("--frames", type=int, default=25, help="TTS_MAX_FRAMES of the spawned server (80 ms each)")
+    ap.add_argument("--repeat", type=int, default=5, help="sequential utterances in one session (0: skip)")
+    ap.add_argument("--text", default=TEXT)
+    ap.add_argument("--env", action="append", default=[], metavar="TTS_X=VALUE", help="server setting (repeatable)")
+    ap.add_argument("--timeout", type=float, default=180.0, help="seconds one utterance may take")
+    ap.add_argument("--load-timeout", type=float, default=300.0, help="seconds the server may take to load")
+    ap.add_argument("--compression", action="store_true", help="offer permessage-deflate (browsers do)")
+    ap.add_argument("--json-out", default=None)
+    args = ap.parse_args()
+    if not (args.model or args.url):
+        ap.error("give --model (spawn a server) or --url (a running one)")
+    return args
+
+
+def report(info: dict, json_out: str | None) -> None:
+    print(json.dumps(info, indent=1))
+    print(f"\n{info['command']}\n{info['machine']}\nserver: {info['server']}\n")
+    print(table(info["results"]))
+    if json_out:
+        Path(json_out).write_text(json.dumps(info, indent=1))
+
+
+def main() -> int:
+    args = parse_args()
+    info = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "text": args.text,
+            "compression": args.compression}
+    if args.url:
+        http_base = check_loopback(args.url)
+        info["server"] = {"url": args.url, "ready": wait_ready(http_base, None, args.load_timeout)}
+        info["results"] = asyncio.run(bench(args.url, args))
+    else:
+        with Server(args) as server:
+            started = time.perf_counter()
+            try:
+                ready = wait_ready(f"http://127.0.0.1:{server.port}", server.proc, args.load_timeout)
+            except RuntimeError:
+                print(server.log_tail(), file=sys.stderr)
+                raise
+            tts_env = {k: ("[redacted]" if k == "TTS_AUTH_TOKENS" else v)
+                       for k, v in server.env.items() if k.startswith("TTS_")}
+            info["server"] = {"command": " ".join(server.command()), "env": tts_env,
+                              "omp_wait_policy": server.env.get("OMP_WAIT_POLICY"),
+                              "ready_s": time.perf_counter() - started, "ready": ready}
+            print(f"server ready in {info['server']['ready_s']:.1f} s", file=sys.stderr)
+            info["results"] = asyncio.run(bench(server.url, args))
+            info["server"]["log_tail"] = server.log_tail(2000)
+    info["machine"]["loadavg_end"] = loadavg()
+    report(info, args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
