@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from makima_tts.audio import resample
 from makima_tts.engine.types import AudioFrame
@@ -86,8 +87,10 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     s = Settings(_env_file=None)
     assert s.allowed_origins == ["https://a.example", "https://b.example"]
     assert s.auth_tokens == ["one", "two"] and s.preload and s.idle_timeout_s == 3.5
-    assert s.resolved_dtype == "float32"
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert s.resolved_dtype == ("bfloat16" if native_bf16 else "float32")
     assert Settings(_env_file=None, device="cuda:0").resolved_dtype == "bfloat16"
+    assert Settings(_env_file=None, device="cpu", dtype="float32").resolved_dtype == "float32"
     with pytest.raises(ValueError):
         Settings(_env_file=None, dtype="int3")
 

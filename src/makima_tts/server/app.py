@@ -49,7 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_seconds=settings.voice_max_seconds,
         max_bytes=settings.max_upload_bytes,
     )
-    services = Services(settings=settings, models=ModelManager(settings), voices=voices, metrics=Metrics())
+    def prepare_default_voice(tts) -> None:
+        """Compute the default voice's prompt while loading, so the first request does not pay for it."""
+        if tts.config.tts_model_type == "base" and voices.get(settings.default_voice).provisioned:
+            voices.prompt(settings.default_voice, tts)
+
+    models = ModelManager(settings, after_load=prepare_default_voice)
+    services = Services(settings=settings, models=models, voices=voices, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,8 +31,9 @@ class ModelUnavailable(RuntimeError):
 
 
 class ModelManager:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, after_load: Callable[[TTSModel], None] | None = None):
         self.settings = settings
+        self.after_load = after_load  # blocking follow-up on the loaded model (e.g. the default voice's prompt)
         self.state: ModelState = "not_loaded"
         self.progress = 0.0
         self.message = "model not loaded yet (it loads on the first request)"
@@ -120,6 +122,12 @@ class ModelManager:
             except BaseException:
                 engine.close()
                 raise
+        if self.after_load is not None:
+            self.message = "preparing the default voice"
+            try:
+                self.after_load(tts)
+            except Exception as exc:  # the model is usable; the voice reports its own error when asked for
+                log.warning("after-load step failed: %s", exc)
         self.tts, self.engine = tts, engine
 
     async def close(self) -> None:

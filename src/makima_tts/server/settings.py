@@ -90,7 +90,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_dtype(self) -> str:
-        """`auto`: bfloat16 on CUDA, float32 elsewhere."""
+        """`auto`: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32."""
         if self.dtype != "auto":
             return self.dtype
-        return "bfloat16" if self.device.startswith("cuda") else "float32"
+        if self.device.startswith("cuda"):
+            return "bfloat16"
+        import torch
+
+        return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
