@@ -69,7 +69,9 @@ class CausalTransConv(nn.Module):
         c_in, c_out, k = self.conv.weight.shape
         b, _, t = x.shape
         s = self.stride
-        taps = torch.matmul(x.transpose(1, 2), self.conv.weight.view(c_in, c_out * k))  # [B, T, C_out*k]
+        # batch folded into the rows: one mm (a 3-D matmul would expand the weight per batch row)
+        rows = x.transpose(1, 2).reshape(b * t, c_in)
+        taps = rows @ self.conv.weight.view(c_in, c_out * k)  # [B*T, C_out*k]
         taps = taps.view(b, t, c_out, k).permute(0, 2, 1, 3)  # [B, C_out, T, k]: input i, tap j -> i*s + j
         groups = -(-k // s)
         y = x.new_zeros(b, c_out, t + groups - 1, s)  # output blocks of s samples
