@@ -100,15 +100,15 @@ def main():
         np.save(args.codes_out, captured["codes"].astype(np.int64))
     if args.wav_out:
         np.save(args.wav_out, wavs[0].astype(np.float32))
-    import resource
-
+    # VmHWM is this process's own peak (ru_maxrss may carry the parent's peak across fork + exec)
+    hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
     calls = marks["talker_calls"]
     frames = int(captured["codes"].shape[0])
     print(json.dumps({"load_s": load_s, "total_s": total_s, "frames": frames, "samples": int(wavs[0].shape[0]),
                       "sample_rate": fs, "prefill_s": calls[0] if calls else None,
                       "frame_s": sorted(calls[1:]) if len(calls) > 1 else [],
                       "decode_s": marks["decode_s"], "threads": torch.get_num_threads(),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": hwm_kb / 1024}))
 
 
 if __name__ == "__main__":
