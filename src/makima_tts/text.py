@@ -58,7 +58,10 @@ def _from_vocab_and_merges(root: Path) -> Tokenizer:
     for token_id, spec in sorted(added.items(), key=lambda kv: int(kv[0])):
         content = spec["content"]
         token = AddedToken(content, special=spec.get("special", True), normalized=spec.get("normalized", False))
-        tok.add_special_tokens([token]) if spec.get("special", True) else tok.add_tokens([token])
+        if spec.get("special", True):
+            tok.add_special_tokens([token])
+        else:
+            tok.add_tokens([token])
         if tok.token_to_id(content) != int(token_id):
             raise ValueError(f"added token {content!r} got id {tok.token_to_id(content)}, expected {token_id}")
     return tok

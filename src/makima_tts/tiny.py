@@ -94,7 +94,7 @@ def _configs(kind: str, ids: dict[str, int], size: str = "tiny") -> tuple[dict, 
     talker_width, talker_mlp, talker_layers, heads, kv_heads, head_dim, text_width, mrope = dims["talker"]
     cp_width, cp_mlp, cp_layers, cp_heads, cp_kv, cp_head_dim = dims["predictor"]
     if size == "tiny" and kind != "base":
-        cp_width = talker_width  # the CustomVoice/VoiceDesign fixtures keep the Identity projection
+        cp_width = talker_width  # so these kinds exercise the Identity projection, Base the Linear one
     code_predictor = {
         "vocab_size": 2048, "hidden_size": cp_width, "intermediate_size": cp_mlp,
         "num_hidden_layers": cp_layers, "num_attention_heads": cp_heads, "num_key_value_heads": cp_kv,

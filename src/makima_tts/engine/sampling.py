@@ -82,14 +82,13 @@ def choose_codebook0(
     seen: torch.Tensor,
     penalty: torch.Tensor,
     eos_blocked: torch.Tensor,
+    eos_mask: torch.Tensor,
     suppress: torch.Tensor,
-    eos_id: int,
 ) -> torch.Tensor:
     """Talker token: logits [n, V] float32; seen [n, V] bool; penalty [n]; eos_blocked [n] bool
-    (fewer than min_new_tokens generated, or EOS disabled); suppress [V] bool. -> [n] int64"""
+    (fewer than min_new_tokens generated, or EOS disabled); eos_mask [V] bool (True at the end id);
+    suppress [V] bool. -> [n] int64"""
     scores = repetition_penalty(logits, seen, penalty)
-    eos_column = torch.zeros_like(suppress)
-    eos_column[eos_id] = True
-    scores = scores.masked_fill(eos_blocked[:, None] & eos_column, NEG_INF)
+    scores = scores.masked_fill(eos_blocked[:, None] & eos_mask, NEG_INF)
     scores = scores.masked_fill(suppress, NEG_INF)
     return choose(scores, rows)

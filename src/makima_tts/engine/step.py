@@ -15,7 +15,7 @@ throwaway values and draw no random numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -33,7 +33,6 @@ class SlotSettings:
     trailing: torch.Tensor  # [N, H]
     pad: torch.Tensor  # [H]
     frames: int = 0
-    extras: dict = field(default_factory=dict)
 
     def trailing_row(self) -> torch.Tensor:
         return self.trailing[self.frames] if self.frames < self.trailing.shape[0] else self.pad
@@ -64,6 +63,8 @@ class FrameBatch:
         self.suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
         self.suppress[vocab - 1024 :] = True
         self.suppress[self.eos_id] = False
+        self.eos_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+        self.eos_mask[self.eos_id] = True
         self.settings: list[SlotSettings | None] = [None] * slots
         names = ("temperature", "top_k", "top_p", "penalty", "sub_temperature", "sub_top_k", "sub_top_p")
         self.params = {
@@ -121,7 +122,7 @@ class FrameBatch:
         )
         eos_blocked |= self.generated[rows.start : rows.stop] < 2  # min_new_tokens = 2
         token = choose_codebook0(
-            logits, rs, self.seen[rows.start : rows.stop], penalty, eos_blocked, self.suppress, self.eos_id
+            logits, rs, self.seen[rows.start : rows.stop], penalty, eos_blocked, self.eos_mask, self.suppress
         )
         idx = torch.arange(rows.start, rows.stop, device=logits.device)
         self.seen[idx, token] = True

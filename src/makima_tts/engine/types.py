@@ -6,7 +6,7 @@ A `SpeechRequest` is one utterance; the engine answers it with a stream of `Audi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -33,17 +33,7 @@ class SamplingParams:
 
     @classmethod
     def from_defaults(cls, gen: GenerationDefaults, greedy: bool = False) -> SamplingParams:
-        params = cls(
-            do_sample=gen.do_sample,
-            top_k=gen.top_k,
-            top_p=gen.top_p,
-            temperature=gen.temperature,
-            repetition_penalty=gen.repetition_penalty,
-            subtalker_dosample=gen.subtalker_dosample,
-            subtalker_top_k=gen.subtalker_top_k,
-            subtalker_top_p=gen.subtalker_top_p,
-            subtalker_temperature=gen.subtalker_temperature,
-        )
+        params = cls(**{f.name: getattr(gen, f.name) for f in fields(cls)})
         # --greedy = the official do_sample=False, subtalker_dosample=False; everything else as configured.
         return replace(params, do_sample=False, subtalker_dosample=False) if greedy else params
 

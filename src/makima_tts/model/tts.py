@@ -8,7 +8,6 @@ and codec encoder used to clone voices). Per-utterance state lives in the engine
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -29,7 +28,6 @@ from .codec_encoder import CodecEncoder
 from .speaker import SpeakerEncoder, mel_spectrogram
 from .talker import Talker
 
-log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PRIMED_CODEC_CACHE = 16
 
