@@ -8,6 +8,11 @@ into audio and delivers the frames; the talker computes the next step meanwhile.
 sink receives is delivered by the codec thread, so frames and the job's single `Finished` stay in
 order. Cancellation is a flag checked between steps. Sinks must not block.
 
+Frames run eagerly on CPU (the codes go to the codec between the code predictor and the talker) and as
+static-shape frames on CUDA, captured as CUDA graphs when the engine starts (`static_frames.py`). On
+CUDA the codec thread has its own stream; each hand-over carries an event, so neither side waits for the
+other's kernels.
+
 Threads: on CPU each of the two threads uses half the cores for its intra-op work (`threads` overrides).
 """
 
@@ -27,6 +32,7 @@ import torch
 from .budget import frame_budget
 from .codec_stage import CodecStage
 from .prompt import PromptError, build_prompt
+from .static_frames import StaticFrames
 from .step import FrameBatch, SlotSettings
 from .timing import PhaseTimer
 from .types import AudioFrame, EngineEvent, Finished, SamplingParams, SpeechRequest
@@ -69,12 +75,16 @@ def default_threads(device: torch.device) -> int | None:
 
 class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
-                 threads: int | None = None):
+                 threads: int | None = None, static_frames: bool | None = None):
+        """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs)."""
         self.tts = tts
         self.max_frames_cap = max_frames_cap
         self.threads = threads or default_threads(tts.device)
         self.timer = PhaseTimer(tts.device)
-        self._batch = FrameBatch(tts, max_streams, max_context)
+        self._cuda = tts.device.type == "cuda"
+        static = self._cuda if static_frames is None else static_frames
+        self._batch = FrameBatch(tts, max_streams, max_context, static=static)
+        self._static = StaticFrames(self._batch, cuda_graphs=self._cuda) if static else None
         self._codec = CodecStage(tts, max_streams)
         self._jobs: list[Job | None] = [None] * max_streams
         self._queue: deque[Job] = deque()
@@ -123,6 +133,12 @@ class Engine:
         torch.set_grad_enabled(False)
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self._static is not None:
+            try:
+                self._static.capture_all()
+            except Exception:
+                log.exception("CUDA graph capture failed; frames run eagerly")
+                self._static = None
         while True:
             with self._cv:
                 while not self._closed and not self._queue and not any(self._jobs):
@@ -185,18 +201,32 @@ class Engine:
             message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
             self._post(job, Finished(0, error=message))
             return
-        self._codec_queue.put(("start", slot, prompt.ref_codes))
+        self._codec_queue.put(("start", slot, prompt.ref_codes, self._handoff()))
         if token == self.tts.config.talker.codec_eos_token_id and req.stop_on_eos:
             self._finish(slot, Finished(0))
 
+    def _handoff(self) -> torch.cuda.Event | None:
+        """On CUDA, an event marking the work queued so far on this thread's stream."""
+        if not self._cuda:
+            return None
+        event = torch.cuda.Event()
+        event.record()
+        return event
+
     def _step(self) -> None:
         batch = self._batch
-        with self.timer("code_predictor"):
-            frame = batch.predict_frame()
         rows = [(slot, job, batch.settings[slot].frames) for slot, job in enumerate(self._jobs) if job is not None]
-        self._codec_queue.put(("frame", frame, rows))
-        with self.timer("talker"):
-            next_token = batch.advance(frame).cpu().numpy()
+        if self._static is not None:
+            with self.timer("frame"):
+                frame, next_token = self._static.run()
+            self._codec_queue.put(("frame", frame, rows, self._handoff()))
+        else:
+            with self.timer("code_predictor"):
+                frame = batch.predict_frame()
+            self._codec_queue.put(("frame", frame, rows, self._handoff()))
+            with self.timer("talker"):
+                next_token = batch.advance(frame)
+        next_token = next_token.cpu().numpy()
         eos = self.tts.config.talker.codec_eos_token_id
         for slot, job in enumerate(self._jobs):
             if job is None:
@@ -233,20 +263,35 @@ class Engine:
         torch.set_grad_enabled(False)
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self._cuda:
+            torch.cuda.set_stream(torch.cuda.Stream(self.tts.device))
         while (item := self._codec_queue.get()) is not None:
             kind = item[0]
             try:
                 if kind == "emit":
                     item[1].emit(item[2])
                 elif kind == "start":
+                    self._receive(item[3], item[2])
                     self._codec.start(item[1], item[2])
                 else:
+                    self._receive(item[3], item[1])
                     self._deliver(item[1], item[2])
             except Exception:
                 log.exception("codec stage failed")
                 for _, job, _ in item[2] if kind == "frame" else []:
                     job.emit(Finished(0, error="internal error while decoding audio"))
                     job.cancel()
+
+    @staticmethod
+    def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:
+        """Codec thread, CUDA: wait (on the device) for the generation work behind a hand-over, and tell
+        the allocator the tensor is now used on this stream too."""
+        if ready is None:
+            return
+        stream = torch.cuda.current_stream()
+        stream.wait_event(ready)
+        if tensor is not None:
+            tensor.record_stream(stream)
 
     def _deliver(self, frame: torch.Tensor, rows: list[tuple[int, Job, int]]) -> None:
         with self.timer("codec"):

@@ -21,16 +21,23 @@ NEG_INF = float("-inf")
 
 @dataclass
 class RowSampling:
-    """Per-row settings, tensors [n] (n = rows in the batch), plus host-side copies of what decides
-    control flow, so choosing a token needs no device-to-host reads."""
+    """Per-row settings as tensors [n] (n = rows in the batch), plus what decides control flow.
+
+    Eager steps pass host-side `k_max`/`any_top_p`/`any_draw` (so choosing needs no device reads) and
+    the rows' generators, and noise is drawn while choosing. The static (CUDA-graph) step passes the
+    worst case (`k_max` = vocabulary, top-p always evaluated, `any_draw` True) and `noise` drawn before
+    the frame; both give the same tokens.
+    """
 
     temperature: torch.Tensor  # float32
     top_k: torch.Tensor  # int64, 0 = off
     top_p: torch.Tensor  # float32, 1.0 = off
-    sampling: list[bool]  # per row: draw (True) or argmax (False)
-    generators: list[torch.Generator | None]
-    k_max: int  # largest top_k among the rows (0 = top-k off everywhere)
+    draw: torch.Tensor  # bool: draw (True) or argmax (False)
+    k_max: int  # top-k is computed over this many candidates (0 = top-k off everywhere)
     any_top_p: bool
+    any_draw: bool
+    generators: list[torch.Generator | None] | None = None  # eager: per row, None for argmax rows
+    noise: torch.Tensor | None = None  # static: [n, V] Exponential(1) noise (rows that draw)
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -62,18 +69,24 @@ def warp(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
     return scores
 
 
+def draw_noise(like: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """Exponential(1) noise [n, V] from each row's generator (one draw of V per row, as
+    `torch.multinomial` makes); ones for rows without one."""
+    noise = torch.ones_like(like)
+    for i, generator in enumerate(generators):
+        if generator is not None:
+            noise[i : i + 1].exponential_(1, generator=generator)
+    return noise
+
+
 def choose(scores: torch.Tensor, rows: RowSampling) -> torch.Tensor:
     """One id per row: argmax for greedy rows, a multinomial draw for sampling rows. -> [n] int64"""
     picked = scores.argmax(dim=-1)
-    sampling = rows.sampling
-    if any(sampling):
-        warped = warp(scores, rows)
-        probs = warped.softmax(dim=-1)
-        for i, draw in enumerate(sampling):
-            if draw:
-                noise = torch.empty_like(probs[i : i + 1]).exponential_(1, generator=rows.generators[i])
-                picked[i] = (probs[i : i + 1] / noise).argmax(dim=-1)[0]
-    return picked
+    if not rows.any_draw:
+        return picked
+    probs = warp(scores, rows).softmax(dim=-1)
+    noise = rows.noise if rows.noise is not None else draw_noise(probs, rows.generators)
+    return torch.where(rows.draw, (probs / noise).argmax(dim=-1), picked)
 
 
 def choose_codebook0(

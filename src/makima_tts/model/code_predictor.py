@@ -43,8 +43,7 @@ class CodePredictor(nn.Module):
 
     def forward(self, embeds: torch.Tensor, start: int, kv: KVView) -> torch.Tensor:
         # embeds [B, S, H_talker] at positions start..start+S-1 -> hidden [B, S, H_cp]
-        b, s, _ = embeds.shape
-        positions = torch.arange(start, start + s, device=embeds.device).expand(b, s)
+        positions = range(start, start + embeds.shape[1])
         return self.stack(self.projection(embeds), positions, kv, start, None)
 
     def logits(self, hidden_last: torch.Tensor, group: int) -> torch.Tensor:

@@ -28,34 +28,45 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        # The official norm (fp32 statistics, cast back, then the weight) in two ops; bit-identical.
+        return self.weight * F.rms_norm(x, (x.shape[-1],), eps=self.eps)
 
 
 class Rotary(nn.Module):
     """cos/sin tables for 1-D RoPE, computed in fp32 and cast to the activation dtype.
 
-    The inverse frequencies are derived on first use per device (no buffer), so the stacks can be
-    built on the meta device and filled straight from the checkpoint.
+    Tables cover positions 0..n-1 and are kept per (device, dtype), doubling when a longer one is
+    needed; a lookup is then one slice or one gather instead of a dozen ops per forward. Nothing is a
+    buffer, so the stacks can be built on the meta device and filled straight from the checkpoint.
     """
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         self.head_dim, self.theta = head_dim, theta
-        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def inv_freq(self, device: torch.device) -> torch.Tensor:
-        if device not in self._inv_freq:
+    def tables(self, n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        # -> cos, sin [>= n, head_dim]
+        key = (device, dtype)
+        cached = self._tables.get(key)
+        if cached is None or cached[0].shape[0] < n:
+            size = max(n, 64 if cached is None else 2 * cached[0].shape[0])
             exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
-            self._inv_freq[device] = 1.0 / (self.theta**exponents)
-        return self._inv_freq[device]
+            inv_freq = 1.0 / (self.theta**exponents)
+            freqs = torch.arange(size, device=device).float()[:, None] * inv_freq
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cached = self._tables[key] = emb.cos().to(dtype), emb.sin().to(dtype)
+        return cached
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # positions [B, S] int64 -> cos, sin [B, 1, S, head_dim]
-        freqs = positions.float()[..., None] * self.inv_freq(positions.device)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+    def forward(
+        self, positions: torch.Tensor | range, limit: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: a `range` shared by every row, or a LongTensor [B, S] of per-row positions, all
+        below `limit` (no device read needed). -> cos, sin broadcastable to [B, heads, S, head_dim]"""
+        cos, sin = self.tables(limit, device, dtype)
+        if isinstance(positions, range):
+            return cos[positions.start : positions.stop], sin[positions.start : positions.stop]
+        return cos[positions][:, None], sin[positions][:, None]
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -81,35 +92,43 @@ class Attention(nn.Module):
         self.qkv: InferenceLinear | None = None
 
     def prepare(self) -> None:
-        """One [(heads + 2 kv_heads) * D, H] matrix for q/k/v, and a prepared output projection."""
+        """One [(heads + 2 kv_heads) * D, H] matrix for q/k/v, a prepared output projection, and the q
+        and k norm weights as one [heads + kv_heads, D] table, so q and k are normed and rotated together."""
         self.qkv = InferenceLinear(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
         self.out = InferenceLinear(self.o_proj.weight)
+        self.qk_norm_weight = torch.cat(
+            [self.q_norm.weight.detach().expand(self.n_heads, -1), self.k_norm.weight.detach().expand(self.n_kv, -1)]
+        )
         del self.q_proj, self.k_proj, self.v_proj, self.o_proj
 
-    def _project(self, x: torch.Tensor):
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x [B, S, H] -> q|k normed, not rotated [B, S, heads + kv_heads, D]; v [B, S, kv_heads, D]
+        b, s, _ = x.shape
+        d, qk_heads = self.head_dim, self.n_heads + self.n_kv
         if self.qkv is None:
-            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        d = self.head_dim
-        return self.qkv(x).split([self.n_heads * d, self.n_kv * d, self.n_kv * d], dim=-1)
+            q = self.q_norm(self.q_proj(x).view(b, s, self.n_heads, d))
+            k = self.k_norm(self.k_proj(x).view(b, s, self.n_kv, d))
+            return torch.cat((q, k), dim=2), self.v_proj(x).view(b, s, self.n_kv, d)
+        qk, v = self.qkv(x).split([qk_heads * d, self.n_kv * d], dim=-1)
+        qk = self.qk_norm_weight * F.rms_norm(qk.view(b, s, qk_heads, d), (d,), eps=self.q_norm.eps)
+        return qk, v.view(b, s, self.n_kv, d)
 
     def forward(
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: LayerKV,
-        write_pos: torch.Tensor,
+        write_pos: int | torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        # x [B, S, H]; write_pos [B, S] cache positions of the new tokens; mask [B, 1, S, T] bool or None
-        # (None = plain causal over a cache that holds exactly these S tokens).
+        # x [B, S, H]; write_pos: cache position of the first new token (int, shared) or LongTensor [B]
+        # (one-token step); mask [B, 1, S, T] bool or None (plain causal over a cache holding exactly these
+        # S tokens).
         b, s, _ = x.shape
-        q, k, v = self._project(x)
-        q = self.q_norm(q.reshape(b, s, self.n_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(k.reshape(b, s, self.n_kv, self.head_dim)).transpose(1, 2)
-        v = v.reshape(b, s, self.n_kv, self.head_dim).transpose(1, 2)
-        cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # [B, heads, S, D]
-        keys, values = kv.write(k, v, write_pos)  # [B, kv_heads, T, D]
+        qk, v = self._qkv(x)
+        qk = apply_rotary(qk.transpose(1, 2), *rope)  # [B, heads + kv_heads, S, D]
+        q, k = qk.split([self.n_heads, self.n_kv], dim=1)
+        keys, values = kv.write(k, v.transpose(1, 2), write_pos)  # [B, kv_heads, T, D]
         out = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=mask, is_causal=mask is None and s > 1, enable_gqa=True
         )
@@ -165,8 +184,8 @@ class DecoderStack(nn.Module):
             layer.mlp.prepare()
 
     def forward(self, x, positions, cache, write_pos, mask):
-        # x [B, S, H]; positions [B, S] rope positions; cache: KVCache (one LayerKV per layer)
-        rope = self.rotary(positions, x.dtype)
+        # x [B, S, H]; positions: range or [B, S] rope positions (below cache.t_used); cache: KVView
+        rope = self.rotary(positions, cache.t_used, x.dtype, x.device)
         for layer, kv in zip(self.layers, cache.layers(), strict=True):
             x = layer(x, rope, kv, write_pos, mask)
         return self.norm(x)

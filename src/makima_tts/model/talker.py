@@ -52,7 +52,7 @@ class Talker(nn.Module):
     def forward(
         self,
         embeds: torch.Tensor,
-        positions: torch.Tensor,
+        positions: torch.Tensor | range,
         kv: KVView,
         write_pos: int | torch.Tensor,
         mask: torch.Tensor | None = None,
