@@ -189,6 +189,12 @@ class CodecDecoder(nn.Module):
                 m.slot = len(self._slot_shapes)
                 self._slot_shapes.append(m.state_shape())
 
+    def prepare(self) -> None:
+        """Inference-ready convolutions (after loading and placing the weights)."""
+        for m in self.modules():
+            if isinstance(m, CausalConv):
+                m.prepare()
+
     @classmethod
     def from_state_dict(cls, sd: dict[str, torch.Tensor], cfg: CodecDecoderConfig, dtype=None) -> CodecDecoder:
         """Build from the `decoder.*` tensors of speech_tokenizer/model.safetensors (prefix stripped);

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import InferenceConv1d
+
 if TYPE_CHECKING:
     from .codec import CodecState
 
@@ -35,17 +37,25 @@ class CausalConv(nn.Module):
         self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation, groups=groups)
         self.context = (kernel - 1) * dilation
         self.slot = -1
+        self.prepared: InferenceConv1d | None = None
+
+    def prepare(self) -> None:
+        """Inference-ready convolution (after loading and placing the weights)."""
+        self.prepared = InferenceConv1d(self.conv)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) if self.prepared is None else self.prepared(x)
 
     def state_shape(self) -> tuple[int, int]:
         return self.conv.in_channels, self.context
 
     def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
         if self.context == 0:
-            return self.conv(x)
+            return self._conv(x)
         history = state.conv[self.slot]  # [B, C_in, context]
         x = torch.cat([history, x], dim=-1)  # [B, C_in, context + T]
         history.copy_(x[..., -self.context :])
-        return self.conv(x)  # [B, C_out, T]
+        return self._conv(x)  # [B, C_out, T]
 
 
 class CausalTransConv(nn.Module):

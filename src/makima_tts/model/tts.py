@@ -90,6 +90,7 @@ class TTSModel:
                 module.to(torch_device).eval().requires_grad_(False)
         talker.prepare()
         code_predictor.prepare()
+        codec.prepare()
         report("weights", 1.0)
         return cls(config, tokenizer, talker, code_predictor, codec, speaker_encoder, codec_encoder,
                    torch_device, torch_dtype, str(source))
