@@ -41,8 +41,7 @@ class StaticFrames:
 
     def bucket(self) -> tuple[int, int]:
         """(rows, context) for the slots in use now."""
-        n = self.batch.rows_in_use()
-        context = max(self.batch.host_lengths[i] for i in self.batch.active()) + 1
+        n, context = self.batch.rows_in_use(), self.batch.context_in_use()
         rows = next(b for b in self.row_buckets if b >= n)
         return rows, next(b for b in self.context_buckets if b >= context)
 

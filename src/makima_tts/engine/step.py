@@ -182,6 +182,10 @@ class FrameBatch:
     def rows_in_use(self) -> int:
         return self.active()[-1] + 1
 
+    def context_in_use(self) -> int:
+        """Cache positions the next talker step attends: one past the furthest occupied row."""
+        return max(self.host_lengths[i] for i in self.active()) + 1
+
     @torch.inference_mode()
     def predict_frame(self) -> torch.Tensor:
         """Code predictor for every occupied slot: codebook 0 (already chosen) + 15 more. -> [n, 16]"""
@@ -194,8 +198,7 @@ class FrameBatch:
         frame [n, 16] -> next codebook 0 [n]"""
         n = frame.shape[0]
         self._stage_text_rows(n)
-        context = max(self.host_lengths[i] for i in self.active()) + 1
-        token = self._advance(frame, context, self._rows(slice(0, n), sub=False))
+        token = self._advance(frame, self.context_in_use(), self._rows(slice(0, n), sub=False))
         self._count_frame()
         return token
 
