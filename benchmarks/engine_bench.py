@@ -42,13 +42,18 @@ TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away i
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "threads": torch.get_num_threads(),
             "loadavg_start": open("/proc/loadavg").read().split()[:3]}
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_gpu_mb() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def reference_clip(seconds: float = 3.0, sr: int = 24000) -> np.ndarray:
@@ -97,30 +102,36 @@ def run_streams(engine, voice, streams: int, frames: int) -> dict:
     }
 
 
-def bench_ours(model: str, dtype: str, streams_list: list[int], frames: int, device: str) -> dict:
+def bench_ours(model: str, dtype: str, streams_list: list[int], frames: int, device: str, mode: str) -> dict:
+    """`mode`: "auto" (CUDA graphs on cuda, eager frames elsewhere) or "eager"."""
     from makima_tts.engine.engine import Engine
     from makima_tts.model.tts import TTSModel
 
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     tts = TTSModel.load(model, dtype=dtype, device=device)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     voice = tts.create_voice_prompt(reference_clip(), 24000)
     voice_s = time.perf_counter() - t0
-    engine = Engine(tts, max_streams=max(streams_list))
+    engine = Engine(tts, max_streams=max(streams_list), static_frames=False if mode == "eager" else None)
     t0 = time.perf_counter()
     engine.warmup()
     warmup_s = time.perf_counter() - t0
+    frames_kind = "graphs" if engine.uses_cuda_graphs else "eager"
     runs = [run_streams(engine, voice, s, frames) for s in streams_list]
     engine.close()
-    return {"engine": "makima", "dtype": dtype, "load_s": load_s, "voice_prompt_s": voice_s, "warmup_s": warmup_s,
-            "runs": runs, "peak_rss_mb": peak_rss_mb()}
+    return {"engine": "makima", "frames": frames_kind, "dtype": dtype, "load_s": load_s, "voice_prompt_s": voice_s,
+            "warmup_s": warmup_s, "runs": runs, "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 
-def bench_official(python: str, model: str, dtype: str, frames: int, threads: int, ref_wav: Path) -> dict:
+def bench_official(python: str, model: str, dtype: str, frames: int, threads: int, ref_wav: Path,
+                   device: str) -> dict:
     cmd = [python, str(RUNNER), "--model", model, "--text", TEXT, "--ref-audio", str(ref_wav), "--language",
            "English", "--seed", "0", "--max-new-tokens", str(frames + 1), "--no-eos", "--dtype", dtype,
-           "--threads", str(threads)]
+           "--threads", str(threads), "--device", device]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
         raise RuntimeError(f"official run failed:\n{done.stderr[-3000:]}")
@@ -131,31 +142,40 @@ def bench_official(python: str, model: str, dtype: str, frames: int, threads: in
     return {"engine": "official", "dtype": dtype, "frame_ms_median": frame_ms, "codec_ms_per_frame": codec_ms,
             "total_ms_per_frame": frame_ms + codec_ms, "prefill_ms": 1000 * info["prefill_s"],
             "ttfa_ms": 1000 * info["total_s"], "rtf": info["total_s"] / audio_s,
-            "audio_s_per_wall_s": audio_s / info["total_s"], "peak_rss_mb": info["peak_rss_mb"], "raw": info}
+            "audio_s_per_wall_s": audio_s / info["total_s"], "peak_rss_mb": info["peak_rss_mb"],
+            "peak_gpu_mb": info.get("peak_gpu_mb"), "raw": info}
 
 
 def table(results: list[dict]) -> str:
+    gpu = any(r.get("peak_gpu_mb") is not None for r in results)
     rows = ["| engine | dtype | streams | talker ms | code pred. ms | codec ms | step wall ms | ms/frame | TTFA ms "
-            "| RTF | audio s / wall s (steady) | peak RSS MB |", "|" + "---|" * 12]
+            "| RTF | audio s / wall s (steady) | peak RSS MB |" + (" peak GPU MB |" if gpu else ""),
+            "|" + "---|" * (13 if gpu else 12)]
+
+    def memory(r: dict) -> str:
+        gpu_cell = f" {r['peak_gpu_mb']:.0f} |" if r.get("peak_gpu_mb") is not None else " |"
+        return f" {r['peak_rss_mb']:.0f} |" + (gpu_cell if gpu else "")
+
     for r in results:
         if r["engine"] == "official":
-            rows.append(f"| official | {r['dtype']} | 1 | {r['frame_ms_median']:.0f} (talker+CP) | | "
-                        f"{r['codec_ms_per_frame']:.1f} | | {r['total_ms_per_frame']:.0f} | {r['ttfa_ms']:.0f} | "
-                        f"{r['rtf']:.2f} | {r['audio_s_per_wall_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+            rows.append(f"| official | {r['dtype']} | 1 | {r['frame_ms_median']:.1f} (talker+CP) | | "
+                        f"{r['codec_ms_per_frame']:.1f} | | {r['total_ms_per_frame']:.1f} | {r['ttfa_ms']:.0f} | "
+                        f"{r['rtf']:.2f} | {r['audio_s_per_wall_s']:.2f} |" + memory(r))
             continue
+        name = "makima" if r["frames"] == "eager" or not gpu else f"makima ({r['frames']})"
         for run in r["runs"]:
             s, ms, step = run["streams"], run["phase_ms"], run["step_wall_ms"]
             rows.append(
-                f"| makima | {r['dtype']} | {s} | {talker_cell(ms)} | {ms.get('code_predictor', 0):.0f} | "
-                f"{ms.get('codec', 0):.1f} | {step:.0f} | {step / s:.0f} | "
+                f"| {name} | {r['dtype']} | {s} | {talker_cell(ms)} | {ms.get('code_predictor', 0):.1f} | "
+                f"{ms.get('codec', 0):.1f} | {step:.1f} | {step / s:.1f} | "
                 f"{statistics.median(run['ttfa_ms']):.0f} | {statistics.median(run['rtf']):.2f} | "
-                f"{run['audio_s_per_wall_s']:.2f} ({run['steady_audio_s_per_wall_s']:.2f}) | {r['peak_rss_mb']:.0f} |")
+                f"{run['audio_s_per_wall_s']:.2f} ({run['steady_audio_s_per_wall_s']:.2f}) |" + memory(r))
     return "\n".join(rows)
 
 
 def talker_cell(ms: dict) -> str:
     """Talker column; static (CUDA-graph) frames time talker and code predictor as one phase."""
-    return f"{ms['frame']:.0f} (talker+CP)" if "frame" in ms else f"{ms.get('talker', 0):.0f}"
+    return f"{ms['frame']:.1f} (talker+CP)" if "frame" in ms else f"{ms.get('talker', 0):.1f}"
 
 
 def ratios(results: list[dict]) -> dict:
@@ -164,13 +184,13 @@ def ratios(results: list[dict]) -> dict:
     if not official or not ours:
         return {}
     best_official = min(official, key=lambda r: r["total_ms_per_frame"])
-    single = [(r["dtype"], run) for r in ours for run in r["runs"] if run["streams"] == 1]
+    single = [(f"{r['dtype']}/{r['frames']}", run) for r in ours for run in r["runs"] if run["streams"] == 1]
     best_dtype, best_single = min(single, key=lambda x: x[1]["step_wall_ms"])
     out = {"official_best_dtype": best_official["dtype"], "ours_best_dtype": best_dtype,
            "single_stream_speedup": best_official["total_ms_per_frame"] / best_single["step_wall_ms"]}
     for r in ours:
         for run in r["runs"]:
-            key = f"[{r['dtype']},{run['streams']}]"
+            key = f"[{r['dtype']}/{r['frames']},{run['streams']}]"
             out[f"throughput_x_official_single{key}"] = run["audio_s_per_wall_s"] / best_official["audio_s_per_wall_s"]
             out[f"steady_throughput_x_official_single{key}"] = (
                 run["steady_audio_s_per_wall_s"] / best_official["audio_s_per_wall_s"])
@@ -185,7 +205,8 @@ def main() -> int:
     ap.add_argument("--streams", default="1,4,8")
     ap.add_argument("--frames", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (ours; CUDA runs frames as CUDA graphs)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both engines; ours runs frames as CUDA graphs)")
+    ap.add_argument("--modes", default="auto", help="auto (CUDA graphs on cuda), eager, or both: auto,eager")
     ap.add_argument("--official", default=None, help="python of a virtual environment with qwen-tts")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
@@ -199,8 +220,9 @@ def main() -> int:
     info = {"command": " ".join(sys.argv), "machine": machine(), "frames": args.frames}
     results = []
     for dtype in args.dtypes.split(","):
-        print(f"makima {dtype} ...", file=sys.stderr)
-        results.append(bench_ours(args.model, dtype, streams, args.frames, args.device))
+        for mode in args.modes.split(","):
+            print(f"makima {dtype} {mode} ...", file=sys.stderr)
+            results.append(bench_ours(args.model, dtype, streams, args.frames, args.device, mode))
     if args.official:
         import soundfile as sf
 
@@ -208,7 +230,8 @@ def main() -> int:
         sf.write(ref, reference_clip(), 24000, subtype="FLOAT")
         for dtype in args.dtypes.split(","):
             print(f"official {dtype} ...", file=sys.stderr)
-            results.append(bench_official(args.official, args.model, dtype, args.frames, args.threads, ref))
+            results.append(bench_official(args.official, args.model, dtype, args.frames, args.threads, ref,
+                                          args.device))
     info["results"], info["ratios"] = results, ratios(results)
     info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     print(json.dumps(info, indent=1))

@@ -1,21 +1,60 @@
-"""Prepared projections and convolutions (`model/linear.py`) against the plain torch ops."""
+"""Prepared projections and convolutions (`model/linear.py`, `model/cpu_kernel.py`) against the plain
+torch ops."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from makima_tts.model import cpu_kernel
 from makima_tts.model.linear import InferenceConv1d, InferenceLinear
+
+needs_avx512_bf16 = pytest.mark.skipif(not cpu_kernel.cpu_has_avx512_bf16(), reason="the kernel needs AVX512-BF16")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 3, 8])
-def test_linear_is_bit_identical(dtype, rows):
+def test_linear_without_own_kernel_is_bit_identical(dtype, rows):
     torch.manual_seed(0)
     weight = torch.randn(96, 64, dtype=dtype)
     x = torch.randn(rows, 1, 64, dtype=dtype)
-    prepared = InferenceLinear(weight)
+    prepared = InferenceLinear(weight, own_kernel=False)
+    assert prepared.kernel is None
     assert (prepared.packed is not None) == (dtype == torch.bfloat16 and torch.backends.mkldnn.is_available())
     assert torch.equal(prepared(x), F.linear(x, weight))
+
+
+def test_own_kernel_only_where_it_applies():
+    assert InferenceLinear(torch.randn(96, 64)).kernel is None  # float32
+    assert InferenceLinear(torch.randn(90, 64, dtype=torch.bfloat16)).kernel is None  # 90 rows: not whole blocks
+    assert InferenceLinear(torch.randn(96, 48, dtype=torch.bfloat16)).kernel is None  # 48 columns: not whole chunks
+
+
+@needs_avx512_bf16
+def test_own_kernel_builds_on_this_cpu():
+    # where the CPU has AVX512-BF16 (CI's machines do), a missing compiler must fail here, not fall back quietly
+    assert cpu_kernel.bf16_linear() is not None
+    assert InferenceLinear(torch.randn(96, 64, dtype=torch.bfloat16)).kernel is not None
+
+
+@needs_avx512_bf16
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 13, 40])
+@pytest.mark.parametrize("bias", [False, True])
+def test_own_kernel_equals_linear_up_to_bf16_rounding(rows, bias):
+    torch.manual_seed(rows)
+    n, k = 1032, 96  # 258 blocks of 4 rows: more than one task for at::parallel_for
+    weight = torch.randn(n, k, dtype=torch.bfloat16)
+    b = torch.randn(n, dtype=torch.bfloat16) if bias else None
+    x = torch.randn(rows, 2, k, dtype=torch.bfloat16)[:, 1]  # not contiguous
+    prepared = InferenceLinear(weight, b)
+    assert prepared.kernel is not None and prepared.weight is None
+    got = prepared(x)
+    assert got.dtype == torch.bfloat16 and got.shape == (rows, n)
+    exact = x.float() @ weight.float().T + (b.float() if bias else 0)
+    # one rounding to bfloat16 (half a unit in the last place: at most 2^-8 relative) of the float32 sum
+    assert ((got.float() - exact).abs() <= exact.abs() * 2**-8 + 1e-4).all()
+    # a row's result does not depend on the other rows in the batch
+    assert torch.equal(prepared(x[-1:]), got[-1:])
+    assert prepared(x[:0]).shape == (0, n)
 
 
 # (c_in, c_out, kernel, dilation, groups, time): the codec's kinds of stride-1 conv

@@ -37,13 +37,15 @@ def main():
     ap.add_argument("--no-eos", action="store_true")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--codes-out")
     ap.add_argument("--wav-out")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    tts = Qwen3TTSModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device_map="cpu")
+    tts = Qwen3TTSModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device_map=args.device)
+    cuda = args.device.startswith("cuda")
     load_s = time.perf_counter() - t0
     captured = {}
     original = tts.model.generate
@@ -58,9 +60,13 @@ def main():
     marks = {"talker_calls": [], "decode_s": 0.0}
 
     def talker_pre(module, args, kwargs):
+        if cuda:
+            torch.cuda.synchronize()
         marks["t"] = time.perf_counter()
 
     def talker_post(module, args, kwargs, out):
+        if cuda:
+            torch.cuda.synchronize()
         marks["talker_calls"].append(time.perf_counter() - marks["t"])
 
     tts.model.talker.register_forward_pre_hook(talker_pre, with_kwargs=True)
@@ -108,7 +114,8 @@ def main():
                       "sample_rate": fs, "prefill_s": calls[0] if calls else None,
                       "frame_s": sorted(calls[1:]) if len(calls) > 1 else [],
                       "decode_s": marks["decode_s"], "threads": torch.get_num_threads(),
-                      "peak_rss_mb": hwm_kb / 1024}))
+                      "peak_rss_mb": hwm_kb / 1024,
+                      "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}))
 
 
 if __name__ == "__main__":

@@ -121,6 +121,11 @@ class Engine:
         done.wait()
 
     @property
+    def uses_cuda_graphs(self) -> bool:
+        """Whether frames run as captured CUDA graphs (known once the engine thread has started them)."""
+        return self._static is not None and self._static.cuda_graphs
+
+    @property
     def busy_streams(self) -> int:
         return sum(j is not None for j in self._jobs)
 

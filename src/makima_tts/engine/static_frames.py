@@ -77,6 +77,7 @@ class StaticFrames:
             self.batch.static_frame(rows, context)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, stream=side):
+        # thread_local: the codec thread (or a voice being cloned) may use the GPU meanwhile on other streams
+        with torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
             outputs = self.batch.static_frame(rows, context)
         return graph, outputs
