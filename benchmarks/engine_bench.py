@@ -166,7 +166,7 @@ def table(results: list[dict]) -> str:
         for run in r["runs"]:
             s, ms, step = run["streams"], run["phase_ms"], run["step_wall_ms"]
             rows.append(
-                f"| {name} | {r['dtype']} | {s} | {talker_cell(ms)} | {ms.get('code_predictor', 0):.1f} | "
+                f"| {name} | {r['dtype']} | {s} | {talker_cell(ms)} | {predictor_cell(ms)} | "
                 f"{ms.get('codec', 0):.1f} | {step:.1f} | {step / s:.1f} | "
                 f"{statistics.median(run['ttfa_ms']):.0f} | {statistics.median(run['rtf']):.2f} | "
                 f"{run['audio_s_per_wall_s']:.2f} ({run['steady_audio_s_per_wall_s']:.2f}) |" + memory(r))
@@ -176,6 +176,10 @@ def table(results: list[dict]) -> str:
 def talker_cell(ms: dict) -> str:
     """Talker column; static (CUDA-graph) frames time talker and code predictor as one phase."""
     return f"{ms['frame']:.1f} (talker+CP)" if "frame" in ms else f"{ms.get('talker', 0):.1f}"
+
+
+def predictor_cell(ms: dict) -> str:
+    return "" if "frame" in ms else f"{ms.get('code_predictor', 0):.1f}"
 
 
 def ratios(results: list[dict]) -> dict:

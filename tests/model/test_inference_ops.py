@@ -36,25 +36,43 @@ def test_own_kernel_builds_on_this_cpu():
     assert InferenceLinear(torch.randn(96, 64, dtype=torch.bfloat16)).kernel is not None
 
 
+def _within_bf16_rounding(got: torch.Tensor, exact: torch.Tensor) -> bool:
+    """One rounding to bfloat16 (half a unit in the last place: at most 2^-8 relative) of the float32 sum."""
+    return bool(((got.float() - exact).abs() <= exact.abs() * 2**-8 + 1e-4).all())
+
+
 @needs_avx512_bf16
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 13, 40])
 @pytest.mark.parametrize("bias", [False, True])
-def test_own_kernel_equals_linear_up_to_bf16_rounding(rows, bias):
+def test_own_kernel_equals_exact_product_up_to_bf16_rounding(rows, bias):
     torch.manual_seed(rows)
     n, k = 1032, 96  # 258 blocks of 4 rows: more than one task for at::parallel_for
     weight = torch.randn(n, k, dtype=torch.bfloat16)
-    b = torch.randn(n, dtype=torch.bfloat16) if bias else None
-    x = torch.randn(rows, 2, k, dtype=torch.bfloat16)[:, 1]  # not contiguous
-    prepared = InferenceLinear(weight, b)
+    b = torch.randn(n) if bias else None
+    x = torch.randn(rows, k, dtype=torch.bfloat16)
+    got = cpu_kernel.bf16_linear()(x, cpu_kernel.pack(weight), b)
+    assert got.dtype == torch.bfloat16 and got.shape == (rows, n)
+    assert _within_bf16_rounding(got, x.float() @ weight.float().T + (b if bias else 0))
+    # a row's result does not depend on the other rows in the batch (tiles of 1-6 rows, several passes)
+    assert torch.equal(cpu_kernel.bf16_linear()(x[-1:], cpu_kernel.pack(weight), b), got[-1:])
+
+
+@needs_avx512_bf16
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 12])
+def test_linear_takes_own_kernel_for_up_to_4_rows_and_onednn_above(rows):
+    torch.manual_seed(rows)
+    weight, bias = torch.randn(96, 64, dtype=torch.bfloat16), torch.randn(96, dtype=torch.bfloat16)
+    x = torch.randn(rows, 2, 64, dtype=torch.bfloat16)[:, 1:]  # [rows, 1, 64], not contiguous
+    prepared = InferenceLinear(weight, bias)
     assert prepared.kernel is not None and prepared.weight is None
     got = prepared(x)
-    assert got.dtype == torch.bfloat16 and got.shape == (rows, n)
-    exact = x.float() @ weight.float().T + (b.float() if bias else 0)
-    # one rounding to bfloat16 (half a unit in the last place: at most 2^-8 relative) of the float32 sum
-    assert ((got.float() - exact).abs() <= exact.abs() * 2**-8 + 1e-4).all()
-    # a row's result does not depend on the other rows in the batch
-    assert torch.equal(prepared(x[-1:]), got[-1:])
-    assert prepared(x[:0]).shape == (0, n)
+    assert got.shape == (rows, 1, 96)
+    if rows <= InferenceLinear.OWN_KERNEL_MAX_ROWS:
+        own = cpu_kernel.bf16_linear()(x.reshape(rows, 64).contiguous(), prepared.own_packed, prepared.own_bias)
+        assert torch.equal(got.view(rows, 96), own)
+        assert _within_bf16_rounding(got, x.float() @ weight.float().T + bias.float())
+    else:
+        assert torch.equal(got, InferenceLinear(weight, bias, own_kernel=False)(x))  # oneDNN's product
 
 
 # (c_in, c_out, kernel, dilation, groups, time): the codec's kinds of stride-1 conv

@@ -221,17 +221,23 @@ class Engine:
     def _step(self) -> None:
         batch = self._batch
         rows = [(slot, job, batch.settings[slot].frames) for slot, job in enumerate(self._jobs) if job is not None]
+        # only first frames (nothing else running): once this step's generation is done, wait for their
+        # audio, so that the codec decodes it without sharing the cores with the next step (time to first
+        # audio first); beside running streams, no wait (they would stall)
+        first_audio = threading.Event() if all(index == 0 for _, _, index in rows) else None
         if self._static is not None:
             with self.timer("frame"):
                 frame, next_token = self._static.run()
-            self._codec_queue.put(("frame", frame, rows, self._handoff()))
+            self._codec_queue.put(("frame", frame, rows, self._handoff(), first_audio))
         else:
             with self.timer("code_predictor"):
                 frame = batch.predict_frame()
-            self._codec_queue.put(("frame", frame, rows, self._handoff()))
+            self._codec_queue.put(("frame", frame, rows, self._handoff(), first_audio))
             with self.timer("talker"):
                 next_token = batch.advance(frame)
         next_token = next_token.cpu().numpy()
+        if first_audio is not None:
+            first_audio.wait()
         eos = self.tts.config.talker.codec_eos_token_id
         for slot, job in enumerate(self._jobs):
             if job is None:
@@ -286,6 +292,9 @@ class Engine:
                 for _, job, _ in item[2] if kind == "frame" else []:
                     job.emit(Finished(0, error="internal error while decoding audio"))
                     job.cancel()
+            finally:
+                if kind == "frame" and item[4] is not None:
+                    item[4].set()
 
     @staticmethod
     def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:

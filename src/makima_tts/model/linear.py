@@ -1,10 +1,12 @@
 """Linear maps prepared for inference after the weights are loaded and placed.
 
 `InferenceLinear` holds one weight matrix (often a fusion such as q|k|v). On CPU in bfloat16 it keeps
-the matrix pre-packed for the fastest product it has: our own kernel on CPUs with AVX512-BF16
-(`cpu_kernel.py`: about 1.4x oneDNN's speed for the one-to-eight row products of decoding, equal to
-`F.linear` within bfloat16 rounding), else oneDNN's blocked layout (bit-identical to `F.linear`).
-Everywhere else it is plain `F.linear`.
+the matrix pre-packed in oneDNN's blocked layout (bit-identical to `F.linear`) and, on CPUs with
+AVX512-BF16, also for our own kernel (`cpu_kernel.py`), which takes products of up to 4 rows: decoding
+1-4 streams, where it streams the weights about 1.4x faster than oneDNN. With more rows (8 streams,
+prefill) oneDNN is as fast alone, and beside the codec thread on 2 cores it leaves the codec more room
+(measured: 8 streams 411 ms per step with oneDNN, 524 with our kernel). Our kernel's results equal
+`F.linear` within bfloat16 rounding. Everywhere else it is plain `F.linear`.
 """
 
 from __future__ import annotations
@@ -22,26 +24,27 @@ def _can_pack(weight: torch.Tensor) -> bool:
 
 
 class InferenceLinear:
+    OWN_KERNEL_MAX_ROWS = 4
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, own_kernel: bool = True):
         """`own_kernel=False`: never our CPU kernel (oneDNN or `F.linear` only)."""
         weight = weight.detach().contiguous()
         self.bias = None if bias is None else bias.detach()
         self.out_features = weight.shape[0]
         self.kernel = cpu_kernel.bf16_linear() if own_kernel and cpu_kernel.can_use(weight) else None
+        self.own_packed = cpu_kernel.pack(weight) if self.kernel is not None else None
+        self.own_bias = None if self.kernel is None or bias is None else self.bias.float()
         self.packed, self.weight = None, None
-        if self.kernel is not None:
-            self.packed = cpu_kernel.pack(weight)
-            self.bias = None if bias is None else self.bias.float()
-        elif _can_pack(weight):
+        if _can_pack(weight):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
         else:
             self.weight = weight
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # x [..., in] -> [..., out]
-        if self.kernel is not None:
-            return self.kernel(x.reshape(-1, x.shape[-1]).contiguous(), self.packed, self.bias).view(
-                *x.shape[:-1], self.out_features)
+        if self.kernel is not None and x.numel() <= self.OWN_KERNEL_MAX_ROWS * x.shape[-1]:
+            rows = x.reshape(-1, x.shape[-1]).contiguous()
+            return self.kernel(rows, self.own_packed, self.own_bias).view(*x.shape[:-1], self.out_features)
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
