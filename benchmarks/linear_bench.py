@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from engine_bench import machine  # the same machine record (this script's folder is on sys.path)
 
 from makima_tts.model import cpu_kernel
 
@@ -86,11 +86,8 @@ def main() -> int:
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    info = {"command": " ".join(sys.argv), "machine": {
-        "cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": cpu_kernel.cpu_has_avx512_bf16(),
-        "torch": torch.__version__, "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "loadavg_start": open("/proc/loadavg").read().split()[:3]}}
+    info = {"command": " ".join(sys.argv),
+            "machine": {**machine(), "avx512_bf16": cpu_kernel.cpu_has_avx512_bf16()}}
     info["results"] = bench([int(r) for r in args.rows.split(",")], args.repeats)
     info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     print(json.dumps(info, indent=1))

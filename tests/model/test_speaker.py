@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from makima_tts.config import SpeakerEncoderConfig
 from makima_tts.model.speaker import SpeakerEncoder, mel_spectrogram, slaney_mel_filterbank
+from makima_tts.weights import load_strict
 
 CFG = SpeakerEncoderConfig(mel_dim=128, enc_dim=32, enc_channels=(16, 16, 16, 16, 48), enc_attention_channels=8,
                            enc_se_channels=8)
@@ -89,7 +90,8 @@ def test_parameter_names_are_the_checkpoint_keys():
     assert set(sd) == expected
     assert sd["blocks.2.res2net_block.blocks.0.conv.weight"].shape == (2, 2, 3)
     assert sd["asp.tdnn.conv.weight"].shape == (8, 144, 1) and sd["fc.weight"].shape == (32, 96, 1)
-    loaded = SpeakerEncoder.from_state_dict({k: v.to(torch.bfloat16) for k, v in sd.items()}, CFG)
+    loaded = SpeakerEncoder(CFG)
+    load_strict(loaded, sd, "speaker encoder", torch.bfloat16)
     assert loaded.fc.weight.dtype == torch.bfloat16
 
 
@@ -140,6 +142,7 @@ def test_embed_is_float32_and_depends_on_the_voice():
     assert a.shape == (CFG.enc_dim,) and a.dtype == torch.float32
     torch.testing.assert_close(enc.embed(torch.from_numpy(tone(220.0))), a, atol=0, rtol=0)
     assert (a - b).abs().max() > 1e-3
-    half = SpeakerEncoder.from_state_dict({k: v.to(torch.bfloat16) for k, v in enc.state_dict().items()}, CFG)
+    half = SpeakerEncoder(CFG).eval()
+    load_strict(half, enc.state_dict(), "speaker encoder", torch.bfloat16)
     ah = half.embed(tone(220.0))
     assert ah.dtype == torch.float32 and (ah - a).abs().max() < 0.05 * a.abs().max()

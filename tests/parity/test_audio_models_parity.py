@@ -17,6 +17,7 @@ from makima_tts.config import load_model_config
 from makima_tts.model.codec import CodecDecoder
 from makima_tts.model.codec_encoder import CodecEncoder
 from makima_tts.model.speaker import SpeakerEncoder, mel_spectrogram
+from makima_tts.weights import load_strict
 
 
 def _strip(sd, prefix):
@@ -30,11 +31,12 @@ def _models():
     codec_sd = load_file(str(root / "speech_tokenizer" / "model.safetensors"))
     main_sd = load_file(str(root / "model.safetensors"))
     f32 = torch.float32  # the official outputs were recorded with dtype=float32
-    return (
-        CodecDecoder.from_state_dict(_strip(codec_sd, "decoder."), cfg.codec.decoder, f32),
-        CodecEncoder.from_state_dict(_strip(codec_sd, "encoder."), cfg.codec, f32),
-        SpeakerEncoder.from_state_dict(_strip(main_sd, "speaker_encoder."), cfg.speaker_encoder, f32),
-    )
+    decoder, encoder = CodecDecoder(cfg.codec.decoder), CodecEncoder(cfg.codec)
+    speaker = SpeakerEncoder(cfg.speaker_encoder)
+    load_strict(decoder, _strip(codec_sd, "decoder."), "codec decoder", f32)
+    load_strict(encoder.mimi, _strip(codec_sd, "encoder."), "codec encoder", f32)
+    load_strict(speaker, _strip(main_sd, "speaker_encoder."), "speaker encoder", f32)
+    return decoder.eval(), encoder.eval(), speaker.eval()
 
 
 def _reference_24k(key):

@@ -195,14 +195,6 @@ class CodecDecoder(nn.Module):
             if isinstance(m, CausalConv):
                 m.prepare()
 
-    @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], cfg: CodecDecoderConfig, dtype=None) -> CodecDecoder:
-        """Build from the `decoder.*` tensors of speech_tokenizer/model.safetensors (prefix stripped);
-        `dtype=None` keeps the checkpoint's dtype."""
-        model = cls(cfg).eval()
-        model.load_state_dict(sd, strict=True)
-        return model.to(dtype or next(iter(sd.values())).dtype)
-
     @property
     def _param(self) -> torch.Tensor:
         return self.pre_conv.conv.weight

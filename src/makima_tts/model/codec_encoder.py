@@ -33,14 +33,6 @@ class CodecEncoder(nn.Module):
         self.num_quantizers = cfg.encoder_valid_num_quantizers
         self.frame_samples = cfg.encode_downsample_rate
 
-    @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], cfg: CodecConfig, dtype=None) -> CodecEncoder:
-        """Build from the `encoder.*` tensors of speech_tokenizer/model.safetensors (prefix stripped);
-        `dtype=None` keeps the checkpoint's dtype."""
-        model = cls(cfg)
-        model.mimi.load_state_dict(sd, strict=True)
-        return model.to(dtype or next(iter(sd.values())).dtype)
-
     @torch.inference_mode()
     def encode(self, wav_24k: np.ndarray | torch.Tensor) -> torch.Tensor:
         """wav [N] float32 at 24 kHz -> codes [ceil(N / 1920), Q] int64 on the model's device."""

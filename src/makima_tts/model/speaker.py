@@ -176,14 +176,6 @@ class SpeakerEncoder(nn.Module):
         self.asp = AttentiveStatsPooling(ch[-1], cfg.enc_attention_channels)
         self.fc = _conv(ch[-1] * 2, cfg.enc_dim)
 
-    @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], cfg: SpeakerEncoderConfig, dtype=None) -> SpeakerEncoder:
-        """Build from the `speaker_encoder.*` tensors of model.safetensors (prefix stripped);
-        `dtype=None` keeps the checkpoint's dtype."""
-        model = cls(cfg).eval()
-        model.load_state_dict(sd, strict=True)
-        return model.to(dtype or next(iter(sd.values())).dtype)
-
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         # mel [B, T, n_mels] -> [B, enc_dim]
         h = mel.transpose(1, 2)
