@@ -309,7 +309,13 @@ class Engine:
 
     def _deliver(self, frame: torch.Tensor, rows: list[tuple[int, Job, int]]) -> None:
         with self.timer("codec"):
-            audio = self._codec.decode(frame)
+            audio, rejected = self._codec.decode(frame)
         codes = frame.cpu().numpy()
         for slot, job, index in rows:
-            job.emit(AudioFrame(index, codes[slot], audio[slot]))
+            if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
+                log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
+                          slot, codes[slot].tolist(), self._codec.codebook_size)
+                job.emit(Finished(index, error="internal error while decoding audio"))
+                job.cancel()
+            else:
+                job.emit(AudioFrame(index, codes[slot], audio[slot]))

@@ -9,14 +9,16 @@ every occupied slot in two batched calls:
 
 Slots are filled lowest-index first and a step runs on rows [0, n) where n is one past the highest
 occupied slot, so every cache access is a plain view. Rows of empty slots inside that range compute
-throwaway values and draw no random numbers.
+throwaway values, draw no random numbers and stay inert: their codebook 0 and every code of their frame
+row are 0 (never the end token 2150 a finished utterance left behind, which is no codec id), in eager
+and static frames alike (`occupied` is a device tensor, so captured graphs mask too).
 
 Two ways to run a frame, giving the same codes:
 - eager (`predict_frame`, then `advance`): shapes fit the live rows and context, and the engine hands
   the codes to its codec thread between the two calls;
 - static (`begin_static_frame`, `static_frame(rows, context)`, `end_static_frame`): shapes are fixed
   buckets and nothing in `static_frame` reads the device from the host, so it can be captured as a CUDA
-  graph (`cuda_graphs.py`). Random noise and trailing text rows are staged before it.
+  graph (`static_frames.py`). Random noise and trailing text rows are staged before it.
 """
 
 from __future__ import annotations
@@ -108,9 +110,11 @@ class FrameBatch:
         return [i for i, s in enumerate(self.settings) if s is not None]
 
     def release(self, slot: int) -> None:
+        """Free `slot`; its row computes inert values until the next prefill sets it again."""
         self.settings[slot] = None
         self.occupied[slot] = False
         self.text_rows[slot] = 0
+        self.last_token[slot] = 0
 
     # ---------------------------------------------------------------- sampling settings per row
     def _set_slot(self, slot: int, settings: SlotSettings) -> None:
@@ -232,6 +236,7 @@ class FrameBatch:
     def _predict(self, n: int, sampling: RowSampling) -> torch.Tensor:
         # static frames carry noise [n, 15, V_cp]: one [n, V_cp] slice per codebook
         cp = self.tts.code_predictor
+        occupied = self.occupied[:n]
         c0 = self.last_token[:n]
         codes = [c0]
         noise = sampling.noise
@@ -243,7 +248,7 @@ class FrameBatch:
                 hidden = cp(emb, group, self.cp_kv.view(slice(0, n), group + 1))
             group_sampling = sampling if noise is None else replace(sampling, noise=noise[:, group - 1])
             codes.append(choose(cp.logits(hidden[:, -1], group), group_sampling))
-        return torch.stack(codes, dim=1)
+        return torch.stack(codes, dim=1) * occupied[:, None]  # [n, 16]; free rows all 0
 
     def _advance(self, frame: torch.Tensor, context: int, sampling: RowSampling) -> torch.Tensor:
         # frame [n, 16]; context: cache positions attended (> every occupied row's position)
@@ -257,6 +262,7 @@ class FrameBatch:
         hidden = talker(embed + self.text_rows[:n, None], pos[:, None], self.talker_kv.view(slice(0, n), context),
                         pos, mask)
         token = self._choose_c0(talker.logits(hidden[:, -1]), slice(0, n), sampling)
+        token = token * occupied  # a free row's throwaway pick (it may be the end token) never stays
         self.past_hidden[:n] = hidden[:, -1]
         self.last_token[:n] = token
         self.lengths[:n] += occupied.long()
