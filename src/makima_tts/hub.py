@@ -78,12 +78,14 @@ def _download(repo_id: str, progress: Progress | None) -> Path:
     if progress is not None:
         kwargs["tqdm_class"] = _progress_tqdm(progress)
     try:
-        local = Path(snapshot_download(**kwargs))
+        # The operator picks the model (TTS_MODEL_ID, a Hub id or a local directory, where a pinned copy goes);
+        # only DOWNLOAD_PATTERNS files are fetched, and weights load through safetensors (no pickle).
+        local = Path(snapshot_download(**kwargs))  # nosec B615
     except RepositoryNotFoundError as exc:
         raise ModelNotFoundError(f"the Hub has no model {repo_id!r} (or it is private). Check the id.") from exc
     except (LocalEntryNotFoundError, OSError) as exc:
         try:  # offline: use what the cache already holds
-            local = Path(snapshot_download(local_files_only=True, **kwargs))
+            local = Path(snapshot_download(local_files_only=True, **kwargs))  # nosec B615 (the cache, as above)
         except Exception:
             raise ModelNotFoundError(
                 f"could not download {repo_id!r} and it is not in the local Hugging Face cache "

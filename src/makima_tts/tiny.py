@@ -54,7 +54,7 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     trainer = trainers.BpeTrainer(vocab_size=384, min_frequency=1, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 8, trainer=trainer)
-    hf = Qwen2TokenizerFast(tokenizer_object=tok, unk_token=None, bos_token=None, eos_token="<|im_end|>",
+    hf = Qwen2TokenizerFast(tokenizer_object=tok, unk_token=None, bos_token=None, eos_token="<|im_end|>",  # nosec B106: a tokenizer token
                             pad_token="<|endoftext|>")
     hf.add_special_tokens({"additional_special_tokens": SPECIALS})
     hf.save_pretrained(str(out))
@@ -114,7 +114,7 @@ def _configs(kind: str, ids: dict[str, int], size: str = "tiny") -> tuple[dict, 
         "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000, "max_position_embeddings": 32768,
         "rope_scaling": {"interleaved": True, "mrope_section": mrope, "rope_type": "default"},
         "attention_bias": False, "attention_dropout": 0.0, "use_sliding_window": False, "sliding_window": None,
-        "position_id_per_seconds": 13, "codec_pad_id": 2148, "codec_bos_id": 2149, "codec_eos_token_id": 2150,
+        "position_id_per_seconds": 13, "codec_pad_id": 2148, "codec_bos_id": 2149, "codec_eos_token_id": 2150,  # nosec B105: a codec token id
         "codec_think_id": 2154, "codec_nothink_id": 2155, "codec_think_bos_id": 2156, "codec_think_eos_id": 2157,
         "codec_language_id": languages, "spk_id": speakers,
         "spk_is_dialect": {name: ("beijing_dialect" if name == "dylan" else False) for name in speakers},

@@ -11,6 +11,10 @@ A prompt (`VoicePrompt`) depends on the loaded weights, so the reference clip is
 the computed prompt is saved beside it as `prompt-<fingerprint hash>.safetensors` (built-in voices: under
 `DATA_DIR/cache/builtin/<id>/`), recomputed when the model's fingerprint changes, and kept in a small
 in-memory LRU. Every method that touches the model or the disk is blocking: call it from a worker thread.
+
+Deleting an uploaded voice removes its folder (clip, manifest with the transcript, saved prompts) and its
+prompts in memory; a prompt still being computed for it when it is deleted is neither saved nor kept
+(`_files_lock` orders the two, and the folder's identity tells a re-created voice of the same id apart).
 """
 
 from __future__ import annotations
@@ -142,6 +146,17 @@ def _channels(data: bytes) -> int | None:
         return None
 
 
+def _identity(folder: Path, voice_id: str, missing_ok: bool = False) -> tuple[int, int, int] | None:
+    """Which incarnation of an uploaded voice this is: its manifest is written once, when it is added."""
+    try:
+        st = (folder / MANIFEST).stat()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise VoiceNotFound(f"voice {voice_id!r} not found (GET /api/v1/voices lists the voices)") from None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -165,7 +180,10 @@ class VoiceStore:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self._lru: OrderedDict[tuple[str, str], VoicePrompt] = OrderedDict()
         self._lru_size = cache_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the LRU
+        self._files_lock = threading.Lock()  # deleting a voice vs. saving a prompt into its folder
+        for leftover in self.uploads_dir.glob(".trash-*"):  # a deletion that was interrupted
+            shutil.rmtree(leftover)
 
     # --- listing -----------------------------------------------------------------------------------
 
@@ -277,7 +295,9 @@ class VoiceStore:
             write_wav(staging / REFERENCE, wav, SAMPLE_RATE)
             (staging / MANIFEST).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             prompt.save(staging / f"prompt-{_fingerprint_tag(model.fingerprint)}.safetensors")
-            os.rename(staging, self.uploads_dir / voice_id)  # atomic: the voice appears whole or not at all
+            with self._files_lock:
+                os.rename(staging, self.uploads_dir / voice_id)  # atomic: the voice appears whole or not at all
+                self._remember(voice_id, model.fingerprint, prompt)
         except FileExistsError:
             shutil.rmtree(staging, ignore_errors=True)
             raise VoiceExists(f"voice id {voice_id!r} is taken; choose another id or DELETE it first") from None
@@ -286,7 +306,6 @@ class VoiceStore:
             if exc.errno == errno.ENOTEMPTY:  # the id appeared meanwhile
                 raise VoiceExists(f"voice id {voice_id!r} is taken") from None
             raise
-        self._remember(voice_id, model.fingerprint, prompt)
         return self.get(voice_id)
 
     def delete(self, voice_id: str) -> None:
@@ -294,11 +313,12 @@ class VoiceStore:
         if voice.built_in:
             raise VoiceReadOnly(f"voice {voice_id!r} is built in and cannot be deleted")
         trash = self.uploads_dir / f".trash-{voice_id}-{os.getpid()}-{time.monotonic_ns()}"
-        os.rename(self.uploads_dir / voice_id, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        with self._lock:
-            for key in [k for k in self._lru if k[0] == voice_id]:
-                del self._lru[key]
+        with self._files_lock:
+            os.rename(self.uploads_dir / voice_id, trash)  # gone from listings at once, atomically
+            with self._lock:
+                for key in [k for k in self._lru if k[0] == voice_id]:
+                    del self._lru[key]
+        shutil.rmtree(trash)  # a failure leaves .trash-*, removed at the next start
 
     # --- prompts -----------------------------------------------------------------------------------
 
@@ -319,6 +339,7 @@ class VoiceStore:
         if not voice.provisioned or voice.audio_path is None:
             raise VoiceNotFound(f"voice {voice_id!r} is not provisioned yet: {voice.setup_hint}")
         folder = (self.cache_dir / voice_id) if voice.built_in else (self.uploads_dir / voice_id)
+        identity = None if voice.built_in else _identity(folder, voice_id)
         path = folder / f"prompt-{_fingerprint_tag(model.fingerprint)}.safetensors"
         prompt = None
         if path.is_file():
@@ -326,24 +347,29 @@ class VoiceStore:
                 prompt = VoicePrompt.load(path)
             except (OSError, ValueError, KeyError):
                 prompt = None  # a damaged file is recomputed below
-        if prompt is None:
+        computed = prompt is None
+        if computed:
             from .audio import load_audio
 
             wav, sr = load_audio(voice.audio_path)
             if sr != SAMPLE_RATE:
                 wav = _resample(wav, sr)
             prompt = model.create_voice_prompt(wav, SAMPLE_RATE, voice.transcript)
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("prompt-*.safetensors"):
-                stale.unlink(missing_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
-            os.close(fd)
-            try:
-                prompt.save(tmp)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        self._remember(voice_id, model.fingerprint, prompt)
+        with self._files_lock:
+            if identity is not None and _identity(folder, voice_id, missing_ok=True) != identity:
+                return prompt  # deleted (or re-created) meanwhile: keep nothing of it
+            if computed:
+                folder.mkdir(parents=True, exist_ok=True)
+                for stale in folder.glob("prompt-*.safetensors"):
+                    stale.unlink(missing_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+                os.close(fd)
+                try:
+                    prompt.save(tmp)
+                    os.replace(tmp, path)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            self._remember(voice_id, model.fingerprint, prompt)
         return prompt
 
     def _remember(self, voice_id: str, fingerprint: str, prompt: VoicePrompt) -> None:

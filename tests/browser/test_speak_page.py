@@ -125,8 +125,41 @@ def test_wrong_token_shows_a_clear_message_and_the_right_one_connects(tab, serve
     assert "Access denied" in tab.status() and "token" in tab.status()
     tab.screenshot("speak-page-wrong-token")
 
-    tab.page.click("#connection summary")
+    assert tab.page.evaluate("document.getElementById('connection').open")  # the page asks for the token
     tab.page.fill("#token", server.token)
     tab.page.click("#token-form button")
     tab.wait_ready()
     tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")
+
+
+def test_without_a_token_the_page_asks_for_one_once(tab, server):
+    """No token: the page says so in words and opens the token field; once entered it is kept in this
+    browser and sent on every fetch and on the WebSocket, also on the next visit."""
+    tab.page.goto(f"{server.base}/")
+    tab.page.wait_for_function("document.querySelector('#status').dataset.kind === 'error'")
+    assert "needs an access token" in tab.status(), tab.status()
+    assert tab.page.evaluate("document.getElementById('connection').open")
+    tab.screenshot("speak-page-needs-token")
+
+    tab.page.fill("#token", server.token)
+    tab.page.click("#token-form button")
+    tab.wait_ready()
+    tab.page.wait_for_function("window.makima.voices.length > 0")  # GET /api/v1/voices with the token
+
+    tab.page.goto(f"{server.base}/")  # a later visit, no token in the address
+    tab.wait_ready()
+    tab.page.wait_for_function("window.makima.voices.length > 0")
+    assert tab.page.evaluate("localStorage.getItem('makima-tts.token')") == server.token
+    tab.page.click("#speak")
+    tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Done')", timeout=60_000)
+
+
+def test_a_token_in_the_address_is_saved_and_leaves_the_address(tab, server):
+    tab.open("/")
+    tab.wait_ready()
+    assert "token" not in tab.page.url
+    assert tab.page.evaluate("localStorage.getItem('makima-tts.token')") == server.token
+    tab.page.click("nav a[href='/listen']")
+    tab.page.wait_for_function("window.makima?.client !== undefined")
+    assert tab.page.evaluate("window.makima.client.options.token") == server.token
+    assert tab.console_errors == []

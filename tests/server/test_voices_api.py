@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import httpx
 import numpy as np
@@ -180,3 +181,63 @@ def test_prompt_cache_follows_the_model_fingerprint(tmp_path):
     saved = list((tmp_path / "data" / "cache" / "builtin" / "default").glob("prompt-*.safetensors"))
     assert len(saved) == 1  # the stale prompt was replaced
     assert not (REPO_VOICES / "default" / "cache").exists()  # built-in voices stay read-only
+
+
+def test_delete_removes_the_clip_transcript_and_every_prompt(start_server, tmp_path):
+    data = tmp_path / "data"
+    srv = start_server(data_dir=data)
+    assert upload(srv, clip(2.0), id="carol", transcript="Personal words.").status_code == 201
+
+    async def speak() -> dict:
+        c = await Client.open(f"{srv.ws}?voice=carol&audioTransport=none")
+        await c.recv_json("ready")
+        await c.send(type="speak", utteranceId="c", text="Hello.")
+        done, _ = await c.until_terminal("c")
+        await c.close()
+        return done
+
+    assert run(speak())["type"] == "complete"
+    store, fingerprint = srv.services.voices, srv.services.models.tts.fingerprint
+    before = tree(data)
+    mine = {p for p in before if "carol" in p}
+    names = {os.path.basename(p) for p in mine}
+    assert {"reference.wav", "voice.json"} <= names and any(n.startswith("prompt-") for n in names)
+    assert "Personal words." in (data / "voices" / "carol" / "voice.json").read_text()
+    assert store.cached_prompt("carol", fingerprint) is not None
+
+    assert httpx.delete(f"{srv.http}/api/v1/voices/carol").status_code == 204
+    after = tree(data)
+    assert after == before - mine and not any("carol" in p for p in after)
+    assert store.cached_prompt("carol", fingerprint) is None
+    assert not any(key[0] == "carol" for key in store._lru)
+    assert not any("Personal words." in open(p, "rb").read().decode("latin-1") for p in after)
+
+
+class GatedModel(CountingModel):
+    """A prompt computation that waits until the test lets it finish."""
+
+    def __init__(self, fingerprint: str):
+        super().__init__(fingerprint)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def create_voice_prompt(self, wav, sr, ref_text):
+        self.entered.set()
+        assert self.gate.wait(60)
+        return super().create_voice_prompt(wav, sr, ref_text)
+
+
+def test_a_prompt_computed_while_its_voice_is_deleted_is_not_kept(tmp_path):
+    store = VoiceStore(REPO_VOICES, tmp_path / "data")
+    wav = np.sin(np.arange(48000) / 10).astype(np.float32) * 0.3
+    store.add("dave", wav, model=CountingModel("weights-a"), transcript="Dave's words.")
+    before_voice = tree(tmp_path / "data")
+    gated = GatedModel("weights-b")  # other weights: the prompt must be computed again
+    worker = threading.Thread(target=store.prompt, args=("dave", gated))
+    worker.start()
+    assert gated.entered.wait(60)
+    store.delete("dave")
+    gated.gate.set()
+    worker.join(60)
+    assert not any("dave" in p for p in tree(tmp_path / "data"))
+    assert before_voice and store.cached_prompt("dave", "weights-a") is None
+    assert store.cached_prompt("dave", "weights-b") is None

@@ -64,7 +64,7 @@ class InferenceConv1d:
     PACKED_SHAPES = 2
 
     def __init__(self, conv: torch.nn.Conv1d):
-        assert conv.stride == (1,) and conv.padding == (0,), "only the codec's unpadded stride-1 convs"
+        assert conv.stride == (1,) and conv.padding == (0,), "only the codec's unpadded stride-1 convs"  # nosec B101: our own layers, not input
         self.weight = conv.weight.detach()
         self.bias = None if conv.bias is None else conv.bias.detach()
         self.dilation, self.groups = conv.dilation[0], conv.groups

@@ -1,6 +1,9 @@
 """`create_app(settings)`: the FastAPI app and its lifespan. Nothing is created at import time, so tests
 and one process can hold several apps.
 
+Every request passes `auth.OriginGuard` (foreign browser origins: 403), CORS (preflights, only for the
+listed origins) and `auth.TokenGuard` (401 without a valid token) before any route; see README "Security".
+
 Shutdown order (see `run.GracefulServer`): stop accepting, tell every session (`Session.shutdown`: the
 current utterance may finish within `TTS_SHUTDOWN_GRACE_S`, every other one gets a terminal, then
 `stopped{server_shutdown}`), then close the engine.
@@ -14,10 +17,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..voices import VoiceStore
+from .auth import OriginGuard, TokenGuard
 from .http_errors import install_error_handlers
+from .limits import ClientLimits
 from .metrics import Metrics
 from .model_manager import ModelManager
 from .routes_health import STATIC_DIR
@@ -55,7 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             voices.prompt(settings.default_voice, tts)
 
     models = ModelManager(settings, after_load=prepare_default_voice)
-    services = Services(settings=settings, models=models, voices=voices, metrics=Metrics())
+    services = Services(
+        settings=settings, models=models, voices=voices, metrics=Metrics(), limits=ClientLimits(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -78,4 +86,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(speech_router)
     app.include_router(ws_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    install_access_rules(app, settings)
     return app
+
+
+def install_access_rules(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: Origin (403), CORS for the listed origins, tokens (401)."""
+    app.add_middleware(TokenGuard, settings=settings)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "X-Sample-Rate", "X-Encoding"],
+            max_age=600,
+        )
+    app.add_middleware(OriginGuard, settings=settings)

@@ -1,4 +1,8 @@
-"""HTTP errors: one JSON shape for every 4xx/5xx (`{"error": {"code", "message"}}`), documented in OpenAPI."""
+"""HTTP errors: one JSON shape for every 4xx/5xx (`{"error": {"code", "message"}}`), documented in OpenAPI.
+
+On the OpenAI-compatible paths (`/v1/...`) the same object also carries OpenAI's `type` and `param`, and
+`code` uses OpenAI's names for a bad key and a rate limit, so OpenAI SDKs read our errors as their own.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..voices import VoiceError
+from .limits import RateLimited
+
+OPENAI_PREFIX = "/v1/"
+_OPENAI_CODES = {"UNAUTHORIZED": "invalid_api_key", "RATE_LIMITED": "rate_limit_exceeded"}
 
 
 class ErrorDetail(BaseModel):
@@ -27,12 +35,14 @@ class ApiError(Exception):
 
 
 _DESCRIPTIONS = {
+    401: "A valid access token is required (only when the server has TTS_AUTH_TOKENS)",
     400: "Bad request: the body cannot be parsed (or, OpenAI route, an unsupported response_format)",
-    403: "Forbidden (built-in voices are read-only)",
+    403: "Forbidden: the request's Origin is not allowed (or, voices, built-in voices are read-only)",
     404: "Voice (or page) not found",
     409: "Conflict (the voice id is taken, or the loaded model cannot clone voices)",
     413: "The upload is too large",
     415: "The upload is not audio in a format we can read",
+    429: "Too many requests from this client (see Retry-After)",
     422: "Invalid input: the message says which field and what to fix",
     503: "The model is loading or failed to load (see Retry-After and GET /ready)",
 }
@@ -42,28 +52,39 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
 
 
-def _body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+def error_body(path: str, status: int, code: str, message: str) -> dict:
+    if not path.startswith(OPENAI_PREFIX):
+        return {"error": {"code": code, "message": message}}
+    kind = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": _OPENAI_CODES.get(code, code)}}
+
+
+def _reply(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    return JSONResponse(error_body(request.url.path, status, code, message), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _reply(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(VoiceError)
-    async def _voice_error(_: Request, exc: VoiceError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message), status_code=exc.status)
+    async def _voice_error(request: Request, exc: VoiceError) -> JSONResponse:
+        return _reply(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        return _reply(request, 429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form"))
             problems.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-        return JSONResponse(_body("INVALID_REQUEST", "; ".join(problems)), status_code=422)
+        return _reply(request, 422, "INVALID_REQUEST", "; ".join(problems))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return _reply(request, exc.status_code, code, str(exc.detail), exc.headers)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL = "tts.v1"
-TOKEN_SUBPROTOCOL_PREFIX = "tts.token."
+TOKEN_SUBPROTOCOL_PREFIX = "tts.token."  # nosec B105: the prefix of a subprotocol entry, not a secret
 
 ERROR_CLOSE_CODES = {
     "UNAUTHORIZED": 4001,

@@ -2,6 +2,7 @@
 
 Both stream the audio as it is generated (a WAV with an open-ended header, or raw PCM); a client that
 hangs up cancels the engine job. Voice and text problems are answered with a 4xx before any audio.
+Each synthesis holds one of its client's `TTS_MAX_SYNTHESES_PER_CLIENT` slots until its response ends.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.types import Receive, Scope, Send
 
 from ..audio import wav_header
 from ..engine.types import AudioFrame, Finished
 from ..voices import VoiceError
+from .auth import client_key
 from .deps import get_services, loaded_model
 from .http_errors import ApiError, error_responses
+from .limits import Held
 from .segmenter import split_text
 from .services import OPENAI_VOICES, AudioOut, Services, engine_stream
 
@@ -53,8 +57,23 @@ class OpenAISpeechBody(BaseModel):
     instructions: str | None = Field(None, description="voice instructions (VoiceDesign / CustomVoice 1.7B models)")
 
 
+class HeldStreamingResponse(StreamingResponse):
+    """A streaming response that gives its client's synthesis slot back once it has ended, however it ends."""
+
+    def __init__(self, *args, held: Held, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.held.release()
+
+
 async def _speech(
     services: Services,
+    request: Request,
     text: str,
     voice: str | None,
     language: str | None,
@@ -62,6 +81,25 @@ async def _speech(
     encoding: str,
     wav: bool,
     instruct: str | None = None,
+) -> StreamingResponse:
+    held = services.limits.hold_synthesis(client_key(request, services.settings))
+    try:
+        return await _start_speech(services, held, text, voice, language, sample_rate, encoding, wav, instruct)
+    except BaseException:
+        held.release()
+        raise
+
+
+async def _start_speech(
+    services: Services,
+    held: Held,
+    text: str,
+    voice: str | None,
+    language: str | None,
+    sample_rate: int,
+    encoding: str,
+    wav: bool,
+    instruct: str | None,
 ) -> StreamingResponse:
     settings = services.settings
     if not text.strip():
@@ -112,28 +150,30 @@ async def _speech(
 
     media = "audio/wav" if wav else "audio/pcm"
     headers = {"X-Sample-Rate": str(sample_rate), "X-Encoding": encoding, "Cache-Control": "no-store"}
-    return StreamingResponse(body(), media_type=media, headers=headers)
+    return HeldStreamingResponse(body(), media_type=media, headers=headers, held=held)
 
 
 @router.post(
     "/api/v1/speak",
     response_class=StreamingResponse,
-    responses={**_AUDIO_RESPONSES, **error_responses(400, 404, 422, 503)},
+    responses={**_AUDIO_RESPONSES, **error_responses(400, 401, 403, 404, 422, 429, 503)},
     summary="Say a text; the audio streams back as it is generated",
 )
-async def speak(body: SpeakBody, services: Services = Depends(get_services)) -> StreamingResponse:
+async def speak(body: SpeakBody, request: Request, services: Services = Depends(get_services)) -> StreamingResponse:
     return await _speech(
-        services, body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav"
+        services, request, body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav"
     )
 
 
 @router.post(
     "/v1/audio/speech",
     response_class=StreamingResponse,
-    responses={**_AUDIO_RESPONSES, **error_responses(400, 404, 422, 503)},
+    responses={**_AUDIO_RESPONSES, **error_responses(400, 401, 403, 404, 422, 429, 503)},
     summary="OpenAI-compatible speech (response_format wav or pcm)",
 )
-async def openai_speech(body: OpenAISpeechBody, services: Services = Depends(get_services)) -> StreamingResponse:
+async def openai_speech(
+    body: OpenAISpeechBody, request: Request, services: Services = Depends(get_services)
+) -> StreamingResponse:
     fmt = body.response_format.lower()
     if fmt not in ("wav", "pcm"):
         raise ApiError(400, "UNSUPPORTED_FORMAT", f"response_format {body.response_format!r} is not supported; use wav or pcm")
@@ -144,4 +184,4 @@ async def openai_speech(body: OpenAISpeechBody, services: Services = Depends(get
             voice = voice.lower()
         except VoiceError:
             voice = services.settings.default_voice
-    return await _speech(services, body.input, voice, None, 24000, "pcm16", fmt == "wav", body.instructions)
+    return await _speech(services, request, body.input, voice, None, 24000, "pcm16", fmt == "wav", body.instructions)

@@ -1,15 +1,19 @@
-"""`/api/v1/voices`: list, show, fetch the reference clip, upload (clone) and delete voices."""
+"""`/api/v1/voices`: list, show, fetch the reference clip, upload (clone) and delete voices.
+
+Each upload counts against its client's `TTS_VOICE_UPLOADS_PER_HOUR` before it is decoded or cloned.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 
-from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from ..voices import Voice, VoiceNotFound, VoiceReadOnly, check_voice_id
+from .auth import client_key
 from .deps import get_services, loaded_model
 from .http_errors import ApiError, error_responses
 from .services import Services
@@ -81,7 +85,7 @@ async def get_voice_audio(voice_id: str = VoiceId, services: Services = Depends(
     "",
     response_model=VoiceOut,
     status_code=201,
-    responses=error_responses(400, 409, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
     summary="Clone a voice from a reference clip",
     description=(
         "Multipart upload: `audio` (WAV, FLAC or OGG; mono or stereo; 1-30 s by default), optional `transcript`"
@@ -89,6 +93,7 @@ async def get_voice_audio(voice_id: str = VoiceId, services: Services = Depends(
     ),
 )
 async def create_voice(
+    request: Request,
     audio: UploadFile = File(..., description="reference clip"),
     transcript: str | None = Form(None, max_length=2000),
     name: str | None = Form(None, max_length=200),
@@ -96,6 +101,7 @@ async def create_voice(
     id: str | None = Form(None, max_length=200),
     services: Services = Depends(get_services),
 ) -> VoiceOut:
+    services.limits.count_upload(client_key(request, services.settings))
     store = services.voices
     voice_id = check_voice_id(id) if id else f"voice-{secrets.token_hex(4)}"
     if any(p.id == voice_id for p in _preset_voices(services)):

@@ -1,11 +1,17 @@
-"""`/api/v1/speak` WebSocket endpoint: Origin, token and capacity checks, then a `Session`."""
+"""`/api/v1/speak` WebSocket endpoint: token, per-client and capacity checks, then a `Session`.
+
+`auth.OriginGuard` has refused foreign origins (403) before this runs. A session that brings no token at
+the handshake opens and must send one in `start.authToken` (the session closes it with 4001 otherwise);
+it counts against its address, one with a token against that token.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.websockets import WebSocket
 
-from .auth import origin_allowed, presented_token, token_valid
+from .auth import client_key, presented_token, token_valid
+from .limits import RateLimited
 from .protocol import PROTOCOL, dump
 from .protocol import Error as ErrorMsg
 from .services import Services
@@ -15,9 +21,11 @@ router = APIRouter()
 QUERY_DEFAULTS = ("voice", "language", "sampleRate", "encoding", "audioTransport")
 
 
-async def _refuse(ws: WebSocket, subprotocol: str | None, code: str, message: str, close_code: int) -> None:
+async def _refuse(
+    ws: WebSocket, subprotocol: str | None, code: str, message: str, close_code: int, retry_after_ms: int | None = None
+) -> None:
     await ws.accept(subprotocol=subprotocol)
-    await ws.send_json(dump(ErrorMsg(code=code, message=message, recoverable=False)))
+    await ws.send_json(dump(ErrorMsg(code=code, message=message, recoverable=False, retryAfterMs=retry_after_ms)))
     await ws.close(close_code)
 
 
@@ -25,9 +33,6 @@ async def _refuse(ws: WebSocket, subprotocol: str | None, code: str, message: st
 async def speak_ws(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     settings = services.settings
-    if not origin_allowed(ws, settings):
-        await ws.close(1008)  # before accept: the client gets HTTP 403
-        return
     subprotocol = PROTOCOL if PROTOCOL in ws.scope.get("subprotocols", []) else None
     authed = not settings.auth_tokens
     if not authed:
@@ -42,5 +47,14 @@ async def speak_ws(ws: WebSocket) -> None:
         services.metrics.errors.labels(code="SERVER_BUSY").inc()
         await _refuse(ws, subprotocol, "SERVER_BUSY", "too many sessions (or shutting down); retry later", 1013)
         return
+    try:
+        held = services.limits.hold_session(client_key(ws, settings))
+    except RateLimited as exc:
+        services.metrics.errors.labels(code="RATE_LIMITED").inc()
+        await _refuse(ws, subprotocol, "RATE_LIMITED", exc.message, 1013, exc.retry_after_s * 1000)
+        return
     defaults = {k: ws.query_params[k] for k in QUERY_DEFAULTS if k in ws.query_params}
-    await Session(ws, services, authed=authed, subprotocol=subprotocol).run(defaults)
+    try:
+        await Session(ws, services, authed=authed, subprotocol=subprotocol).run(defaults)
+    finally:
+        held.release()

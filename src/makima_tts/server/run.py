@@ -1,5 +1,8 @@
 """`makima-tts serve`: settings from the environment, CLI flags on top, uvicorn with a graceful shutdown.
 
+uvicorn believes `X-Forwarded-For`/`X-Forwarded-Proto` only from `TTS_TRUSTED_PROXIES` (its own default
+trusts 127.0.0.1, which would let any local client pick the address its limits count against).
+
 On SIGTERM/SIGINT `GracefulServer` first stops accepting and lets every session end properly (terminals,
 `stopped{server_shutdown}`, close 1001) before uvicorn closes the remaining connections.
 """
@@ -12,7 +15,10 @@ import re
 import uvicorn
 
 from .app import create_app, shutdown_sessions
+from .auth import startup_warnings
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RedactTokens(logging.Filter):
@@ -51,6 +57,8 @@ def uvicorn_config(app, settings: Settings, **overrides) -> uvicorn.Config:
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_interval_s,
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return uvicorn.Config(app, **{**options, **overrides})
 
@@ -62,6 +70,8 @@ def build_server(settings: Settings, **overrides) -> GracefulServer:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+    for warning in startup_warnings(settings):
+        log.warning("SECURITY: %s", warning)
     return GracefulServer(config, app.state.services)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engine.types import AudioFrame, EngineEvent, Finished, SpeechRequest
 from ..voices import VoiceError, VoiceNotFound, VoiceStore
+from .limits import ClientLimits
 from .metrics import Metrics
 from .model_manager import ModelManager
 from .settings import Settings
@@ -38,6 +39,7 @@ class Services:
     models: ModelManager
     voices: VoiceStore
     metrics: Metrics
+    limits: ClientLimits
     sessions: set[Any] = field(default_factory=set)
     shutting_down: bool = False
 

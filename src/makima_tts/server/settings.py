@@ -1,15 +1,16 @@
 """Server settings: the only reader of the environment (prefix `TTS_`, optional `.env` file).
 
-Every field is listed with its default in `.env.example`. Lists (`TTS_ALLOWED_ORIGINS`, `TTS_AUTH_TOKENS`)
-are comma-separated.
+Every field is listed with its default in `.env.example`. Lists (`TTS_ALLOWED_ORIGINS`, `TTS_AUTH_TOKENS`,
+`TTS_TRUSTED_PROXIES`) are comma-separated.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
@@ -65,12 +66,49 @@ class Settings(BaseSettings):
     outbound_queue_messages: int = Field(1024, ge=2)
     shutdown_grace_s: float = Field(5.0, ge=0)
 
-    @field_validator("allowed_origins", "auth_tokens", mode="before")
+    # security (README "Security")
+    auth_tokens_file: Path | None = None  # more tokens, one per line (a mounted secret)
+    protect_ops: bool = False  # true: /ready and /metrics need a token too
+    trusted_proxies: Annotated[list[str], NoDecode] = []  # peers whose X-Forwarded-For names the client
+    max_sessions_per_client: int = Field(8, ge=1)
+    max_syntheses_per_client: int = Field(4, ge=1)
+    voice_uploads_per_hour: int = Field(20, ge=1)
+
+    @field_validator("allowed_origins", "auth_tokens", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("auth_tokens_file", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network (or *)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _read_tokens_file(self) -> Settings:
+        if self.auth_tokens_file is not None:
+            try:
+                lines = self.auth_tokens_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"auth_tokens_file: cannot read {self.auth_tokens_file}: {exc.strerror}") from None
+            tokens = [line.strip() for line in lines if line.strip()]
+            if not tokens:
+                raise ValueError(f"auth_tokens_file: {self.auth_tokens_file} holds no token (one per line)")
+            self.auth_tokens = [*self.auth_tokens, *tokens]
+        return self
 
     @field_validator("device")
     @classmethod

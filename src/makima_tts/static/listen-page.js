@@ -8,7 +8,15 @@
 
 import * as defaultHooks from "./listen-hooks.js";
 import { Microphone } from "./mic.js";
-import { describeError, getToken, setupTokenForm, StatusLine, startMeter, waitForModel } from "./page-common.js";
+import {
+  askForToken,
+  describeError,
+  getToken,
+  setupTokenForm,
+  StatusLine,
+  startMeter,
+  waitForModel,
+} from "./page-common.js";
 import { SpeakClient } from "./speak-client.js";
 import { VoiceActivityDetector } from "./vad.js";
 
@@ -62,6 +70,7 @@ async function ensureConnected() {
     return true;
   } catch (err) {
     setPhase("error", describeError(err), "error");
+    if (err.code === "UNAUTHORIZED") askForToken();
     return false;
   }
 }

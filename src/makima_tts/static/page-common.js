@@ -5,10 +5,13 @@
 
 const TOKEN_KEY = "makima-tts.token";
 
-/** The access token: `#token=…` in the page address wins over the one saved in this browser. */
+/**
+ * The access token, asked for once: `#token=…` in the page address is saved in this browser (and taken out
+ * of the address); later visits use the saved one.
+ */
 export function getToken() {
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromHash !== null) return fromHash;
+  if (fromHash !== null) saveToken(fromHash);
   return localStorage.getItem(TOKEN_KEY) || "";
 }
 
@@ -21,7 +24,7 @@ function saveToken(token) {
 
 /**
  * The "Connection" form (#token-form with #token): shows the token in use, saves a new one and calls
- * `onChange(token)`. A token given in the address (#token=…) also travels with the navigation links.
+ * `onChange(token)`.
  * @param {(token: string) => void} onChange
  */
 export function setupTokenForm(onChange) {
@@ -32,27 +35,33 @@ export function setupTokenForm(onChange) {
     saveToken(input.value.trim());
     onChange(input.value.trim());
   });
-  if (new URLSearchParams(location.hash.slice(1)).has("token")) {
-    for (const a of document.querySelectorAll("nav a")) a.hash = location.hash;
-  }
 }
 
-/** fetch() with the bearer token when there is one; throws an Error with the server's message on 4xx/5xx. */
+/** The server refused the token (or there is none): open the Connection form at the token field. */
+export function askForToken() {
+  const connection = document.getElementById("connection");
+  if (connection) connection.open = true;
+  document.getElementById("token")?.focus();
+}
+
+/**
+ * fetch() with the bearer token when there is one; throws an Error with the server's code and message
+ * (`{"error": {code, message}}`) on 4xx/5xx; a 401 has the code UNAUTHORIZED.
+ */
 export async function apiFetch(path, token, init = {}) {
   const headers = new Headers(init.headers || {});
   if (token) headers.set("Authorization", `Bearer ${token}`);
   const res = await fetch(path, { ...init, headers });
   if (!res.ok) {
-    let detail = "";
+    let error = {};
     try {
-      const body = await res.json();
-      detail = body.message || body.detail || body.error || "";
-      if (typeof detail !== "string") detail = JSON.stringify(detail);
+      error = (await res.json()).error || {};
     } catch {
-      detail = res.statusText;
+      error = {};
     }
-    const err = new Error(detail || `HTTP ${res.status}`);
+    const err = new Error(error.message || res.statusText || `HTTP ${res.status}`);
     err.status = res.status;
+    err.code = res.status === 401 ? "UNAUTHORIZED" : error.code || "";
     throw err;
   }
   return res.status === 204 ? null : res.json();
@@ -66,7 +75,9 @@ export async function apiFetch(path, token, init = {}) {
 export async function fetchModelState() {
   let body;
   try {
-    const res = await fetch("/ready", { cache: "no-store" });
+    const token = getToken(); // only needed when the server has TTS_PROTECT_OPS
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const res = await fetch("/ready", { cache: "no-store", headers });
     body = await res.json();
   } catch {
     return null;
@@ -126,14 +137,19 @@ export function describeError(err) {
   const code = err.code || "";
   switch (code) {
     case "UNAUTHORIZED":
-      return "Access denied: the server refused the access token. Enter the right token under Connection.";
+      return getToken()
+        ? "Access denied: the server refused the access token. Enter the right token under Connection."
+        : "This server needs an access token: enter it under Connection (it is saved in this browser).";
     case "CONNECTION_FAILED":
       return "Cannot reach the speech server. Is it running?";
     case "MODEL_LOADING":
       return "The model is still loading; try again in a moment.";
     case "VOICE_NOT_FOUND":
       return "That voice does not exist on the server any more; pick another one.";
+    case "ORIGIN_NOT_ALLOWED":
+      return "This page's address is not allowed to use the speech server (TTS_ALLOWED_ORIGINS).";
     case "RATE_LIMITED":
+      return "Too many requests from you at once; try again in a moment.";
     case "SERVER_BUSY":
     case "QUEUE_FULL":
       return "The server is busy right now; try again in a moment.";

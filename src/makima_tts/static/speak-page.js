@@ -5,7 +5,16 @@
  */
 
 import { encodeWav, Microphone } from "./mic.js";
-import { apiFetch, describeError, getToken, setupTokenForm, StatusLine, startMeter, waitForModel } from "./page-common.js";
+import {
+  apiFetch,
+  askForToken,
+  describeError,
+  getToken,
+  setupTokenForm,
+  StatusLine,
+  startMeter,
+  waitForModel,
+} from "./page-common.js";
 import { SpeakClient } from "./speak-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -41,6 +50,7 @@ async function connect(fresh = false) {
     if (ready.modelState !== "loaded") await waitForModel(status);
   } catch (err) {
     status.show(describeError(err), "error");
+    if (err.code === "UNAUTHORIZED") askForToken();
     return false;
   }
   const lazy = client.readyInfo.modelState !== "loaded";
@@ -80,6 +90,7 @@ async function loadVoices(select) {
     body = await apiFetch("/api/v1/voices", token);
   } catch (err) {
     status.show(`Could not load the voices: ${describeError(err)}`, "error");
+    if (err.code === "UNAUTHORIZED") askForToken();
     return;
   }
   page.voices = body.voices;
@@ -178,6 +189,7 @@ async function createVoice(e) {
     $("record-info").textContent = "";
   } catch (err) {
     status.show(`Could not create the voice: ${describeError(err)}`, "error");
+    if (err.code === "UNAUTHORIZED") askForToken();
   } finally {
     $("voice-submit").disabled = false;
   }
