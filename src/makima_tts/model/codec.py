@@ -116,7 +116,8 @@ class CodecDecoder(nn.Module):
         )
 
     def prepare(self) -> None:
-        """Inference-ready convolutions (after loading and placing the weights)."""
+        """Inference-ready convolutions (after loading and placing the weights). The transformer's
+        projections stay `nn.Linear`, as they always were (its numbers unchanged)."""
         for m in self.modules():
             if isinstance(m, CausalConv):
                 m.prepare()
