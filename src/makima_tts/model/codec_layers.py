@@ -1,100 +1,24 @@
-"""Convolutional and quantizer pieces of the 12Hz codec decoder, written for exact streaming.
+"""Blocks of the 12Hz codec decoder around the causal convolutions (`conv.py`), and its quantizer.
 
-Layout everywhere is channels-first `[B, C, T]`. Every layer that looks into the past reads and writes
-its own slot of the explicit `CodecState` (`state.conv[self.slot]`); the layers themselves keep only
-weights. Slots are numbered by `CodecDecoder` at construction.
+Layout everywhere is channels-first `[B, C, T]`. Blocks that contain stateful convs take those convs'
+`CodecState` tensors from the caller (in `state_shapes()` order) and hand each conv its own; the
+blocks keep only weights. Structure and parameter names follow the official decoder, so `decoder.*`
+checkpoint keys load unchanged.
 
-- `CausalConv` (stride 1, zero left padding of `(k-1)*d`): the slot holds the last `(k-1)*d` inputs,
-  `[B, C_in, (k-1)*d]`; a chunk is convolved as `cat(history, x)`, so any chunking gives the same
-  samples as the one-pass left-padded conv.
-- `CausalTransConv` (ConvTranspose1d, right trim `k-s`): the slot holds the overlap tail of the
-  previous chunk's bias-free output, `[B, C_out, k-s]`, which is added to the next chunk's first
-  samples; the bias is added once, when a sample is emitted.
-- `SnakeBeta`, the ConvNeXt block and the residual units follow the official structure and parameter
-  names, so `decoder.*` checkpoint keys load unchanged.
+- `SnakeBeta` activation; `ConvNeXtBlock` (one stateful depthwise conv); `ResidualUnit` (one stateful
+  dilated conv and a 1x1 conv); `DecoderBlock` (a transposed conv and three residual units).
 - `SplitRVQ` dequantizes codes `[B, Q, T]` to `[B, codebook_dim, T]` (no state).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import InferenceConv1d
-
-if TYPE_CHECKING:
-    from .codec import CodecState
-
-
-class CausalConv(nn.Module):
-    """Stride-1 causal Conv1d; `slot` is assigned by the decoder when `context > 0`."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int = 1, groups: int = 1):
-        super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation, groups=groups)
-        self.context = (kernel - 1) * dilation
-        self.slot = -1
-        self.prepared: InferenceConv1d | None = None
-
-    def prepare(self) -> None:
-        """Inference-ready convolution (after loading and placing the weights)."""
-        self.prepared = InferenceConv1d(self.conv)
-
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) if self.prepared is None else self.prepared(x)
-
-    def state_shape(self) -> tuple[int, int]:
-        return self.conv.in_channels, self.context
-
-    def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
-        if self.context == 0:
-            return self._conv(x)
-        history = state.conv[self.slot]  # [B, C_in, context]
-        x = torch.cat([history, x], dim=-1)  # [B, C_in, context + T]
-        history.copy_(x[..., -self.context :])
-        return self._conv(x)  # [B, C_out, T]
-
-
-class CausalTransConv(nn.Module):
-    """ConvTranspose1d(k, s) with the last `k-s` samples trimmed; the trimmed tail carries over.
-
-    Computed as one matmul (input steps x taps) plus shifted adds: torch's CPU conv_transpose1d falls
-    back to a slow unblocked kernel for several of the codec's shapes.
-    """
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
-        super().__init__()
-        self.conv = nn.ConvTranspose1d(c_in, c_out, kernel, stride=stride)
-        self.stride = stride
-        self.context = kernel - stride
-        self.slot = -1
-
-    def state_shape(self) -> tuple[int, int]:
-        return self.conv.out_channels, self.context
-
-    def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
-        c_in, c_out, k = self.conv.weight.shape
-        b, _, t = x.shape
-        s = self.stride
-        # batch folded into the rows: one mm (a 3-D matmul would expand the weight per batch row)
-        rows = x.transpose(1, 2).reshape(b * t, c_in)
-        taps = rows @ self.conv.weight.view(c_in, c_out * k)  # [B*T, C_out*k]
-        taps = taps.view(b, t, c_out, k).permute(0, 2, 1, 3)  # [B, C_out, T, k]: input i, tap j -> i*s + j
-        groups = -(-k // s)
-        y = x.new_zeros(b, c_out, t + groups - 1, s)  # output blocks of s samples
-        for g in range(groups):
-            width = min(s, k - g * s)
-            y[:, :, g : g + t, :width] += taps[..., g * s : g * s + width]
-        y = y.view(b, c_out, -1)  # [B, C_out, (T + groups - 1) * s], bias-free
-        n = t * s
-        if self.context:
-            tail = state.conv[self.slot]  # [B, C_out, k - s] from the previous chunk
-            y[..., : self.context] += tail
-            tail.copy_(y[..., n : n + self.context])
-        return y[..., :n] + self.conv.bias[:, None]  # [B, C_out, T*s]
+from .conv import CausalConv, CausalTransConv
 
 
 class SnakeBeta(nn.Module):
@@ -122,8 +46,12 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
 
-    def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
-        h = self.dwconv(x, state).transpose(1, 2)  # [B, T, C]
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return self.dwconv.state_shapes()
+
+    def forward(self, x: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # x [B, C, T] -> [B, C, T]; history: the depthwise conv's state
+        h = self.dwconv(x, history).transpose(1, 2)  # [B, T, C]
         h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
         return x + (self.gamma * h).transpose(1, 2)
 
@@ -136,9 +64,13 @@ class ResidualUnit(nn.Module):
         self.act2 = SnakeBeta(dim)
         self.conv2 = CausalConv(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
-        h = self.conv1(self.act1(x), state)
-        return x + self.conv2(self.act2(h), state)
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return self.conv1.state_shapes()  # conv2 (kernel 1) has none
+
+    def forward(self, x: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # x [B, C, T] -> [B, C, T]; history: conv1's state
+        h = self.conv1(self.act1(x), history)
+        return x + self.conv2(self.act2(h))
 
 
 class DecoderBlock(nn.Module):
@@ -151,11 +83,17 @@ class DecoderBlock(nn.Module):
             [SnakeBeta(c_in), CausalTransConv(c_in, c_out, 2 * rate, rate)]
             + [ResidualUnit(c_out, d) for d in (1, 3, 9)]
         )
+        self.n_states = len(self.state_shapes())
 
-    def forward(self, x: torch.Tensor, state: CodecState) -> torch.Tensor:
-        x = self.block[1](self.block[0](x), state)  # [B, C_in/2, T*rate]
-        for unit in self.block[2:]:
-            x = unit(x, state)
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return [shape for layer in self.block[1:] for shape in layer.state_shapes()]
+
+    def forward(self, x: torch.Tensor, states: Sequence[torch.Tensor]) -> torch.Tensor:
+        # x [B, C_in, T] -> [B, C_in/2, T*rate]; states: the transposed conv's tail, then each unit's history
+        tail, *histories = states
+        x = self.block[1](self.block[0](x), tail)  # [B, C_in/2, T*rate]
+        for unit, history in zip(self.block[2:], histories, strict=True):
+            x = unit(x, history)
         return x
 
 

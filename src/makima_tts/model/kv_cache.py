@@ -1,10 +1,20 @@
-"""Static key/value caches for the talker and the code predictor.
+"""Key/value caches: the talker's and code predictor's growing cache, the codec's sliding window.
 
 `KVCache` preallocates keys and values for every layer and every engine slot:
-`k, v: [layers, slots, kv_heads, capacity, head_dim]`. A forward pass works on a `KVView`: a
-contiguous range of slots and the number of positions it may attend (`t_used`). Capacity grows by
-doubling (rarely; a copy) up to `max_capacity`, so memory follows the longest live utterance rather
-than the worst case.
+`k, v: [layers, slots, kv_heads, capacity, head_dim]`. It starts at `capacity` positions and grows by
+doubling (a copy into new tensors, rarely) up to `max_capacity`, so memory follows the longest live
+utterance rather than the worst case; made at `max_capacity` from the start it never reallocates (the
+engine's static frames rely on that). A forward pass works on a `KVView`: a contiguous range of slots
+and the number of positions it may attend (`t_used`), taken after any growth.
+
+`WindowKV` is one codec transformer layer's sliding-window cache, two tensors of the codec's
+`CodecState`: the last `window - 1` post-RoPE keys/values `[B, kv_heads, window - 1, head_dim]`,
+oldest first, shifted along in place by each write. `window_mask` says which of them (plus the new
+ones) each new query sees.
+
+Both layer objects give `Attention` the same interface: `write(k_new, v_new)` stores the new
+`[b, kv_heads, s, D]` and returns the visible keys/values `[b, kv_heads, T, D]`; `mask` is the
+`[b, 1, s, T]` bool mask to attend under (None: plain causal).
 """
 
 from __future__ import annotations
@@ -19,21 +29,23 @@ class LayerKV:
     k: torch.Tensor  # [b, kv_heads, capacity, D] (a view into the cache)
     v: torch.Tensor
     t_used: int  # positions visible to attention after this write
+    pos: int | torch.Tensor  # first position written: int shared by every row, or LongTensor [b]
+    mask: torch.Tensor | None
 
-    def write(self, k_new: torch.Tensor, v_new: torch.Tensor, pos: int | torch.Tensor):
+    def write(self, k_new: torch.Tensor, v_new: torch.Tensor):
         """Store new keys/values ([b, kv_heads, s, D]) and return the visible [b, kv_heads, t_used, D].
 
         `pos` is either the first position shared by every row (prefill, code predictor) or a
         LongTensor [b] of per-row positions for a one-token step (talker decode).
         """
-        if isinstance(pos, int):
+        if isinstance(self.pos, int):
             s = k_new.shape[2]
-            self.k[:, :, pos : pos + s] = k_new
-            self.v[:, :, pos : pos + s] = v_new
+            self.k[:, :, self.pos : self.pos + s] = k_new
+            self.v[:, :, self.pos : self.pos + s] = v_new
         else:
             rows = torch.arange(k_new.shape[0], device=k_new.device)
-            self.k[rows, :, pos] = k_new[:, :, 0]
-            self.v[rows, :, pos] = v_new[:, :, 0]
+            self.k[rows, :, self.pos] = k_new[:, :, 0]
+            self.v[rows, :, self.pos] = v_new[:, :, 0]
         return self.k[:, :, : self.t_used], self.v[:, :, : self.t_used]
 
 
@@ -43,9 +55,12 @@ class KVView:
     rows: slice
     t_used: int
 
-    def layers(self) -> list[LayerKV]:
+    def layers(self, write_pos: int | torch.Tensor, mask: torch.Tensor | None) -> list[LayerKV]:
+        """One `LayerKV` per layer. write_pos: cache position of the first new token (int, shared) or
+        LongTensor [b] (one-token step); mask [b, 1, S, t_used] bool or None (plain causal over a cache
+        holding exactly the S new tokens)."""
         return [
-            LayerKV(self.cache.k[i, self.rows], self.cache.v[i, self.rows], self.t_used)
+            LayerKV(self.cache.k[i, self.rows], self.cache.v[i, self.rows], self.t_used, write_pos, mask)
             for i in range(self.cache.k.shape[0])
         ]
 
@@ -90,3 +105,34 @@ class KVCache:
     def view(self, rows: slice, t_used: int) -> KVView:
         self.ensure(t_used)
         return KVView(self, rows, t_used)
+
+
+@dataclass
+class WindowKV:
+    k: torch.Tensor  # [B, kv_heads, window - 1, D], updated in place
+    v: torch.Tensor
+    mask: torch.Tensor  # [B, 1, s, window - 1 + s] from `window_mask`
+
+    def write(self, k_new: torch.Tensor, v_new: torch.Tensor):
+        """Append s new keys/values; return all window - 1 + s of them and keep the last window - 1."""
+        keys = torch.cat([self.k, k_new], dim=2)  # [B, kv_heads, window - 1 + s, D]
+        values = torch.cat([self.v, v_new], dim=2)
+        keep = self.k.shape[2]
+        self.k.copy_(keys[:, :, -keep:])
+        self.v.copy_(values[:, :, -keep:])
+        return keys, values
+
+
+def window_mask(pos: torch.Tensor, s: int, window: int) -> torch.Tensor:
+    """pos [B] frames already seen, s new frames -> [B, 1, s, window - 1 + s] bool.
+
+    Cached slot j (of window - 1) holds absolute position pos - (window - 1) + j and new frame i sits
+    at slot window - 1 + i; query i sees the slots j with i <= j <= i + window - 1 whose absolute
+    position is >= 0, i.e. the `window` frames ending at itself.
+    """
+    past = window - 1
+    steps = torch.arange(s, device=pos.device)
+    slots = torch.arange(past + s, device=pos.device)
+    mask = (slots >= steps[:, None]) & (slots <= steps[:, None] + past)  # [s, window - 1 + s]
+    mask = mask & (slots >= past - pos[:, None, None])  # [B, s, window - 1 + s]
+    return mask[:, None]

@@ -1,13 +1,19 @@
-"""Qwen3-style transformer pieces shared by the talker and the code predictor.
+"""Transformer pieces shared by the talker, the code predictor and the codec decoder's transformer.
 
-RMSNorm, 1-D rotary embedding (rotate-half), grouped-query attention with per-head q/k RMSNorm and
-SDPA, SwiGLU MLP, and the pre-norm decoder layer. Parameter names follow the official checkpoint
-(`self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, ...) so weights load unchanged.
+RMSNorm, one 1-D rotary embedding (rotate-half), one grouped-query `Attention` (optional per-head q/k
+RMSNorm, SDPA), the SwiGLU `MLP`, and the talker/predictor's pre-norm `DecoderLayer`/`DecoderStack`.
+Parameter names follow the official checkpoints (`self_attn.q_proj`, `mlp.gate_proj`,
+`input_layernorm`, ...) so weights load unchanged.
 
-Attention reads and writes an explicit `LayerKV` (one layer's slice of a `KVCache`); the module
-itself keeps no per-request state. After loading and placing the weights, `DecoderStack.prepare()`
+Attention keeps no per-request state: it writes new keys/values into the cache object it is given and
+attends over what that cache returns, under the cache's mask. `kv_cache.LayerKV` (talker, predictor)
+shows every position up to `t_used`; `kv_cache.WindowKV` (codec) is the sliding-window option, the last
+`window - 1` keys plus the new ones. After loading and placing the weights, `DecoderStack.prepare()`
 swaps the projections for `InferenceLinear`s: q/k/v and gate/up fused into single matrices (one matmul
 instead of three or two; the same numbers bit for bit), pre-packed where that is faster.
+
+Layouts: activations [B, S, hidden]; q [B, heads, S, D]; keys/values [B, kv_heads, T, D] (GQA: each kv
+head serves heads / kv_heads query heads); cos/sin broadcastable to [B, heads, S, D].
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TransformerConfig
-from .kv_cache import LayerKV
+from .kv_cache import KVView, LayerKV, WindowKV
 from .linear import InferenceLinear
 
 
@@ -33,11 +39,15 @@ class RMSNorm(nn.Module):
 
 
 class Rotary(nn.Module):
-    """cos/sin tables for 1-D RoPE, computed in fp32 and cast to the activation dtype.
+    """1-D RoPE angles `position * inv_freq`, inv_freq = theta^(-2i/D) in fp32, cos/sin cast to the
+    activation dtype (never a buffer that `.to(bfloat16)` would round, as the official keeps it fp32).
 
-    Tables cover positions 0..n-1 and are kept per (device, dtype), doubling when a longer one is
-    needed; a lookup is then one slice or one gather instead of a dozen ops per forward. Nothing is a
-    buffer, so the stacks can be built on the meta device and filled straight from the checkpoint.
+    Two ways to get cos/sin, each kept numerically as the model always had it:
+    - `tables`/`forward` (talker, code predictor): tables for positions 0..n-1 kept per (device, dtype),
+      doubling when a longer one is needed; a lookup is one slice or one gather.
+    - `at(positions)` (codec): computed for exactly the given per-row positions, nothing kept (its
+      positions grow without bound over a stream).
+    Nothing is a buffer, so the stacks can be built on the meta device and filled from the checkpoint.
     """
 
     def __init__(self, head_dim: int, theta: float):
@@ -45,16 +55,19 @@ class Rotary(nn.Module):
         self.head_dim, self.theta = head_dim, theta
         self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def _angles(self, positions: torch.Tensor) -> torch.Tensor:
+        # positions [...] int -> angles [..., head_dim] (the half-dim frequencies twice, rotate-half layout)
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=positions.device).float() / self.head_dim
+        freqs = positions.float()[..., None] * (1.0 / (self.theta**exponents))  # [..., head_dim / 2]
+        return torch.cat((freqs, freqs), dim=-1)
+
     def tables(self, n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # -> cos, sin [>= n, head_dim]
         key = (device, dtype)
         cached = self._tables.get(key)
         if cached is None or cached[0].shape[0] < n:
             size = max(n, 64 if cached is None else 2 * cached[0].shape[0])
-            exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
-            inv_freq = 1.0 / (self.theta**exponents)
-            freqs = torch.arange(size, device=device).float()[:, None] * inv_freq
-            emb = torch.cat((freqs, freqs), dim=-1)
+            emb = self._angles(torch.arange(size, device=device))
             cached = self._tables[key] = emb.cos().to(dtype), emb.sin().to(dtype)
         return cached
 
@@ -68,6 +81,11 @@ class Rotary(nn.Module):
             return cos[positions.start : positions.stop], sin[positions.start : positions.stop]
         return cos[positions][:, None], sin[positions][:, None]
 
+    def at(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        # positions [B, S] -> cos, sin [B, 1, S, head_dim]
+        emb = self._angles(positions)
+        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
@@ -79,64 +97,70 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: TransformerConfig):
+    """Grouped-query attention, no bias, RoPE on q and k, over the given cache (see the module docstring).
+
+    `qk_norm_eps`: per-head RMSNorm of q and k before RoPE (`q_norm`, `k_norm`: Qwen3's talker and code
+    predictor); None for none (the codec), which also leaves those parameters out of the state dict.
+    """
+
+    def __init__(self, hidden: int, heads: int, kv_heads: int, head_dim: int, qk_norm_eps: float | None = None):
         super().__init__()
-        self.n_heads, self.n_kv, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        h = cfg.hidden_size
-        self.q_proj = nn.Linear(h, self.n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
-        self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.n_heads, self.n_kv, self.head_dim = heads, kv_heads, head_dim
+        self.q_proj = nn.Linear(hidden, heads * head_dim, bias=False)
+        self.k_proj = nn.Linear(hidden, kv_heads * head_dim, bias=False)
+        self.v_proj = nn.Linear(hidden, kv_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(heads * head_dim, hidden, bias=False)
+        self.qk_norm = qk_norm_eps is not None
+        if self.qk_norm:
+            self.q_norm = RMSNorm(head_dim, qk_norm_eps)
+            self.k_norm = RMSNorm(head_dim, qk_norm_eps)
         self.qkv: InferenceLinear | None = None
 
     def prepare(self) -> None:
-        """One [(heads + 2 kv_heads) * D, H] matrix for q/k/v, a prepared output projection, and the q
-        and k norm weights as one [heads + kv_heads, D] table, so q and k are normed and rotated together."""
+        """One [(heads + 2 kv_heads) * D, H] matrix for q/k/v, a prepared output projection, and (qk-norm)
+        the q and k norm weights as one [heads + kv_heads, D] table, so q and k are normed together."""
         self.qkv = InferenceLinear(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
         self.out = InferenceLinear(self.o_proj.weight)
-        self.qk_norm_weight = torch.cat(
-            [self.q_norm.weight.detach().expand(self.n_heads, -1), self.k_norm.weight.detach().expand(self.n_kv, -1)]
-        )
+        if self.qk_norm:
+            self.qk_norm_weight = torch.cat(
+                [self.q_norm.weight.detach().expand(self.n_heads, -1), self.k_norm.weight.detach().expand(self.n_kv, -1)]
+            )
         del self.q_proj, self.k_proj, self.v_proj, self.o_proj
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x [B, S, H] -> q|k normed, not rotated [B, S, heads + kv_heads, D]; v [B, S, kv_heads, D]
+        # x [B, S, H] -> q|k (normed if qk-norm), not rotated [B, S, heads + kv_heads, D]; v [B, S, kv_heads, D]
         b, s, _ = x.shape
         d, qk_heads = self.head_dim, self.n_heads + self.n_kv
         if self.qkv is None:
-            q = self.q_norm(self.q_proj(x).view(b, s, self.n_heads, d))
-            k = self.k_norm(self.k_proj(x).view(b, s, self.n_kv, d))
+            q = self.q_proj(x).view(b, s, self.n_heads, d)
+            k = self.k_proj(x).view(b, s, self.n_kv, d)
+            if self.qk_norm:
+                q, k = self.q_norm(q), self.k_norm(k)
             return torch.cat((q, k), dim=2), self.v_proj(x).view(b, s, self.n_kv, d)
         qk, v = self.qkv(x).split([qk_heads * d, self.n_kv * d], dim=-1)
-        qk = self.qk_norm_weight * F.rms_norm(qk.view(b, s, qk_heads, d), (d,), eps=self.q_norm.eps)
+        qk = qk.view(b, s, qk_heads, d)
+        if self.qk_norm:
+            qk = self.qk_norm_weight * F.rms_norm(qk, (d,), eps=self.q_norm.eps)
         return qk, v.view(b, s, self.n_kv, d)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        kv: LayerKV,
-        write_pos: int | torch.Tensor,
-        mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        # x [B, S, H]; write_pos: cache position of the first new token (int, shared) or LongTensor [B]
-        # (one-token step); mask [B, 1, S, T] bool or None (plain causal over a cache holding exactly these
-        # S tokens).
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], kv: LayerKV | WindowKV) -> torch.Tensor:
+        # x [B, S, H] -> [B, S, H]; kv.mask [B, 1, S, T] bool, or None: plain causal over a cache holding
+        # exactly these S tokens
         b, s, _ = x.shape
         qk, v = self._qkv(x)
         qk = apply_rotary(qk.transpose(1, 2), *rope)  # [B, heads + kv_heads, S, D]
         q, k = qk.split([self.n_heads, self.n_kv], dim=1)
-        keys, values = kv.write(k, v.transpose(1, 2), write_pos)  # [B, kv_heads, T, D]
+        keys, values = kv.write(k, v.transpose(1, 2))  # [B, kv_heads, T, D]
         out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=mask, is_causal=mask is None and s > 1, enable_gqa=True
+            q, keys, values, attn_mask=kv.mask, is_causal=kv.mask is None and s > 1, enable_gqa=True
         )
         out = out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
         return self.o_proj(out) if self.qkv is None else self.out(out)
 
 
 class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)), [..., hidden] -> [..., hidden]; gate|up fused by `prepare`."""
+
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
@@ -160,12 +184,14 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg)
+        self.self_attn = Attention(
+            cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps
+        )
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x, rope, kv: LayerKV, write_pos, mask):
-        x = x + self.self_attn(self.input_layernorm(x), rope, kv, write_pos, mask)
+    def forward(self, x, rope, kv: LayerKV):
+        x = x + self.self_attn(self.input_layernorm(x), rope, kv)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -183,9 +209,10 @@ class DecoderStack(nn.Module):
             layer.self_attn.prepare()
             layer.mlp.prepare()
 
-    def forward(self, x, positions, cache, write_pos, mask):
-        # x [B, S, H]; positions: range or [B, S] rope positions (below cache.t_used); cache: KVView
+    def forward(self, x, positions, cache: KVView, write_pos, mask):
+        # x [B, S, H] -> [B, S, H]; positions: range or [B, S] rope positions (below cache.t_used);
+        # write_pos, mask: see `KVView.layers`
         rope = self.rotary(positions, cache.t_used, x.dtype, x.device)
-        for layer, kv in zip(self.layers, cache.layers(), strict=True):
-            x = layer(x, rope, kv, write_pos, mask)
+        for layer, kv in zip(self.layers, cache.layers(write_pos, mask), strict=True):
+            x = layer(x, rope, kv)
         return self.norm(x)
