@@ -23,11 +23,11 @@ import argparse
 import json
 import os
 import platform
-import queue
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,23 +63,28 @@ def reference_clip(seconds: float = 3.0, sr: int = 24000) -> np.ndarray:
 
 
 def run_streams(engine, voice, streams: int, frames: int) -> dict:
-    from makima_tts.engine.types import AudioFrame, Finished, SpeechRequest
+    """`streams` utterances at once, each read through `Engine.generate` on its own thread; a frame's time
+    is when its reader receives it."""
+    from makima_tts.engine.types import AudioFrame, SpeechRequest
 
-    events: queue.Queue = queue.Queue()
+    first, last, count = {}, {}, [0] * streams
+
+    def read(i: int) -> None:
+        request = SpeechRequest(TEXT, language="english", voice=voice, seed=i, max_frames=frames, stop_on_eos=False)
+        for ev in engine.generate(request):
+            if isinstance(ev, AudioFrame):
+                at = time.perf_counter() - start
+                first.setdefault(i, at)
+                last[i] = at
+                count[i] += 1
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(streams)]
     engine.timer.enable()
     start = time.perf_counter()
-    for i in range(streams):
-        request = SpeechRequest(TEXT, language="english", voice=voice, seed=i, max_frames=frames, stop_on_eos=False)
-        engine.submit(request, lambda ev, i=i: events.put((i, time.perf_counter(), ev)))
-    first, last, done, count = {}, {}, 0, [0] * streams
-    while done < streams:
-        i, at, ev = events.get()
-        if isinstance(ev, AudioFrame):
-            first.setdefault(i, at - start)
-            last[i] = at - start
-            count[i] += 1
-        elif isinstance(ev, Finished):
-            done += 1
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
     wall = time.perf_counter() - start
     phases = {k: list(v) for k, v in engine.timer.samples.items()}
     engine.timer.enable(False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import queue
 import sys
 import time
 from pathlib import Path
@@ -77,7 +76,7 @@ def cmd_say(args) -> int:
     import soundfile as sf
 
     from .engine.engine import Engine
-    from .engine.types import AudioFrame, Finished, SamplingParams, SpeechRequest
+    from .engine.types import AudioFrame, SamplingParams, SpeechRequest
     from .model.tts import TTSModel
 
     if args.no_eos and args.max_frames is None:
@@ -90,20 +89,15 @@ def cmd_say(args) -> int:
         seed=args.seed, max_frames=args.max_frames, stop_on_eos=not args.no_eos,
     )
     engine = Engine(tts, max_streams=1)
-    events: queue.Queue = queue.Queue()
     codes, first_audio = [], None
     start = time.perf_counter()
-    engine.submit(request, events.put)
     with sf.SoundFile(args.output, "w", samplerate=tts.sample_rate, channels=1, subtype="FLOAT") as wav:
-        while True:
-            event = events.get()
+        for event in engine.generate(request):
             if isinstance(event, AudioFrame):
                 first_audio = first_audio or time.perf_counter() - start
                 wav.write(event.audio)
                 wav.flush()
                 codes.append(event.codes)
-            elif isinstance(event, Finished):
-                break
     elapsed = time.perf_counter() - start
     engine.close()
     if event.error:

@@ -8,7 +8,7 @@ defaults, so nothing else in the package hard-codes a shape or a token id.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +108,11 @@ class CodecConfig:
 
 
 @dataclass(frozen=True)
-class GenerationDefaults:
-    """`generation_config.json` (plain JSON, read as the official wrapper reads it)."""
+class SamplingParams:
+    """Sampling knobs in the official names, defaulting to the official values: the one list of them.
+
+    `generation_config.json` fills them per checkpoint (`GenerationDefaults.sampling`); a request may
+    carry its own (`engine.types.SpeechRequest.sampling`, the same class)."""
 
     do_sample: bool = True
     top_k: int = 50
@@ -120,6 +123,22 @@ class GenerationDefaults:
     subtalker_top_k: int = 50
     subtalker_top_p: float = 1.0
     subtalker_temperature: float = 0.9
+
+    def greedy(self) -> SamplingParams:
+        """The official do_sample=False, subtalker_dosample=False; everything else as is."""
+        return replace(self, do_sample=False, subtalker_dosample=False)
+
+    @classmethod
+    def from_defaults(cls, gen: GenerationDefaults, greedy: bool = False) -> SamplingParams:
+        """A checkpoint's defaults (`greedy`: with both draws off, as `--greedy`)."""
+        return gen.sampling.greedy() if greedy else gen.sampling
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """`generation_config.json` (plain JSON, read as the official wrapper reads it)."""
+
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_tokens: int = 2048
 
 
@@ -199,7 +218,7 @@ def parse_model_config(raw: dict[str, Any], generation: dict[str, Any], codec_ra
     speaker = _pick(SpeakerEncoderConfig, _tuples(raw.get("speaker_encoder_config") or {}))
     dec = _pick(CodecDecoderConfig, _tuples(codec_raw.get("decoder_config") or {}))
     codec = _pick(CodecConfig, codec_raw, decoder=dec, encoder=dict(codec_raw.get("encoder_config") or {}))
-    gen = _pick(GenerationDefaults, generation)
+    gen = _pick(GenerationDefaults, generation, sampling=_pick(SamplingParams, generation))
     top = {k: v for k, v in raw.items() if k not in ("talker_config", "speaker_encoder_config")}
     return _pick(
         ModelConfig,

@@ -2,26 +2,24 @@
 
 import queue
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
+from makima_tts.engine.codec_stage import QUEUE_STEPS
 from makima_tts.engine.engine import Engine
+from makima_tts.engine.prompt import build_prompt
 from makima_tts.engine.types import AudioFrame, Finished, SamplingParams, SpeechRequest
 
 TEXT = "Hello world. This is a tiny test of speech."
 
 
 def collect(engine, request, timeout=120):
-    events = queue.Queue()
-    engine.submit(request, events.put)
-    frames = []
-    while True:
-        event = events.get(timeout=timeout)
-        if isinstance(event, Finished):
-            return frames, event
-        frames.append(event)
+    *frames, done = engine.generate(request, timeout=timeout)
+    assert isinstance(done, Finished) and all(isinstance(f, AudioFrame) for f in frames)
+    return frames, done
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +55,16 @@ def test_frames_have_codes_and_audio(engine, tiny_tts, voice):
 
 
 def test_default_budget_follows_text(engine, tiny_tts, voice):
-    short, done_short = collect(engine, SpeechRequest("Hi.", voice=voice, sampling=greedy(tiny_tts)))
-    long, done_long = collect(engine, SpeechRequest(TEXT * 2, voice=voice, sampling=greedy(tiny_tts)))
-    # random weights never say EOS, so both run to their budget: 38 + 6 per text token
-    assert done_short.truncated and done_long.truncated
-    assert len(short) < len(long) <= 1500
-    assert len(short) == done_short.frames
+    """Random weights never say EOS, so both run to their budget: 38 + 6 per text token (the tokens
+    between the 3 role ids and the 5 closing ids of the assistant turn)."""
+    for text in ("Hi.", TEXT * 2):
+        request = SpeechRequest(text, voice=voice, sampling=greedy(tiny_tts))
+        tokens = len(tiny_tts.tokenizer.assistant_ids(text)) - 8
+        prompt = build_prompt(request, tiny_tts.config, tiny_tts.tokenizer, tiny_tts.talker, tiny_tts.code_predictor)
+        assert prompt.text_tokens == tokens
+        frames, done = collect(engine, request)
+        assert done.truncated and done.error is None
+        assert len(frames) == done.frames == 38 + 6 * tokens
 
 
 def test_seeded_runs_repeat_and_differ_by_seed(engine, voice):
@@ -100,25 +102,43 @@ def test_concurrent_streams_equal_solo_runs(engine, tiny_tts, voice, icl_voice):
 
 
 def test_cancel_mid_stream_stops_within_a_frame(engine, voice):
-    events, got_frame = queue.Queue(), threading.Event()
+    """Cancelled while frame 2 is being delivered (from the sink, so the codec thread is held there),
+    the job stops after the frames already handed to the codec (at most QUEUE_STEPS queued + the one
+    the generation thread is putting): every frame it made is delivered, then Finished(cancelled)."""
+    seen, jobs = [], []
 
     def sink(event):
-        events.put(event)
-        if isinstance(event, AudioFrame) and event.index == 2:
-            got_frame.set()
-
-    job = engine.submit(SpeechRequest(TEXT, voice=voice, max_frames=400, stop_on_eos=False), sink)
-    assert got_frame.wait(60)
-    job.cancel()
-    seen = []
-    while True:
-        event = events.get(timeout=60)
         seen.append(event)
-        if isinstance(event, Finished):
-            break
-    assert seen[-1].cancelled and not seen[-1].truncated
-    assert seen[-1].frames < 400 and len([e for e in seen if isinstance(e, AudioFrame)]) <= seen[-1].frames
+        if isinstance(event, AudioFrame) and event.index == 2:
+            jobs[0].cancel()
+
+    jobs.append(engine.submit(SpeechRequest(TEXT, voice=voice, max_frames=400, stop_on_eos=False), sink))
+    assert jobs[0].done.wait(60)
+    done, frames = seen[-1], seen[:-1]
+    assert isinstance(done, Finished) and done.cancelled and not done.truncated and done.error is None
+    assert [f.index for f in frames] == list(range(done.frames))
+    assert 3 <= done.frames <= 3 + QUEUE_STEPS + 1
     assert engine.busy_streams == 0  # the slot is free before the terminal is delivered
+
+
+def test_generate_yields_frames_then_finished(engine, voice):
+    events = list(engine.generate(SpeechRequest(TEXT, voice=voice, max_frames=4, stop_on_eos=False), timeout=60))
+    assert [type(e) for e in events] == [AudioFrame] * 4 + [Finished]
+    assert [e.index for e in events[:-1]] == [0, 1, 2, 3] and events[-1].frames == 4
+
+
+def test_leaving_generate_early_cancels_the_job(engine, voice):
+    events = engine.generate(SpeechRequest(TEXT, voice=voice, max_frames=400, stop_on_eos=False), timeout=60)
+    first = next(events)
+    assert isinstance(first, AudioFrame) and first.index == 0
+    assert engine.busy_streams == 1
+    events.close()  # what `break` out of a for loop over generate() does once the iterator is dropped
+    deadline = time.monotonic() + 60  # a hang guard, not a timing check
+    while engine.busy_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.busy_streams == 0
+    frames, done = collect(engine, SpeechRequest(TEXT, voice=voice, max_frames=2, stop_on_eos=False))
+    assert len(frames) == 2 and done.error is None
 
 
 def test_cancel_before_admission_and_many_cancels(engine, voice):

@@ -106,11 +106,7 @@ def test_randomized_arrivals_departures_and_end_tokens(eos_tts, voices, static):
     try:
         sample = [p for p in planned if p.frames][:: max(1, len(planned) // SOLO_SAMPLE)][:SOLO_SAMPLE]
         for p in sample:
-            alone: queue.Queue = queue.Queue()
-            solo_engine.submit(p.request, alone.put)
-            frames = []
-            while not isinstance(event := alone.get(timeout=TIMEOUT), Finished):
-                frames.append(event)
+            *frames, event = solo_engine.generate(p.request, timeout=TIMEOUT)
             assert event.error is None
             if not p.final.cancelled:
                 assert len(frames) == len(p.frames)

@@ -20,7 +20,8 @@ import torch
 from makima_tts.engine.codec_stage import CodecStage
 from makima_tts.engine.engine import Engine
 from makima_tts.engine.prompt import build_prompt
-from makima_tts.engine.step import FrameBatch, SlotSettings
+from makima_tts.engine.slots import SlotPool, SlotSettings
+from makima_tts.engine.step import FrameStep
 from makima_tts.engine.types import AudioFrame, Finished, SamplingParams, SpeechRequest
 
 TEXT = "Hello world. This is a tiny test of speech."
@@ -55,9 +56,9 @@ class BadCodeAt:
     frame: a code path handing the codec an id outside its codebook."""
 
     def __init__(self, engine: Engine):
-        self.engine, self.targets = engine, {}
-        self.inner = engine._deliver
-        engine._deliver = self
+        self.stage, self.targets = engine._codec, {}
+        self.inner = self.stage._deliver
+        self.stage._deliver = self
 
     def __call__(self, frame, rows):
         for slot, job, index in rows:
@@ -67,7 +68,7 @@ class BadCodeAt:
         return self.inner(frame, rows)
 
     def remove(self) -> None:
-        del self.engine._deliver
+        del self.stage._deliver
 
 
 def run_together(engine: Engine, specs: list[Spec]) -> tuple[list[list[AudioFrame]], list[Finished], list]:
@@ -133,28 +134,29 @@ def assert_equal_solo(engine: Engine, request: SpeechRequest, frames: list[Audio
 def test_free_rows_are_inert(eos_tts, eos_voice, static):
     """Slots 0 and 2 of 4 freed (slot 0 right after choosing the end token): their rows in the next
     frames are all 0, and so is their codebook 0, while slots 1 and 3 run on."""
-    batch = FrameBatch(eos_tts, slots=4, max_context=512, static=static)
+    pool = SlotPool(eos_tts, slots=4, max_context=512, static=static)
+    step = FrameStep(eos_tts, pool)
     with torch.inference_mode():
         prompt = build_prompt(SpeechRequest(TEXT, voice=eos_voice), eos_tts.config, eos_tts.tokenizer,
                               eos_tts.talker, eos_tts.code_predictor)
     for slot in range(4):
         generator = torch.Generator().manual_seed(slot)
         settings = SlotSettings(SamplingParams(), generator, 20, True, prompt.trailing, prompt.pad)
-        batch.prefill(slot, prompt, settings)
-    batch.last_token[0] = EOS  # as if slot 0's utterance had just chosen the end token
-    batch.release(0)
-    batch.release(2)
+        step.prefill(slot, prompt, settings)
+    pool.last_token[0] = EOS  # as if slot 0's utterance had just chosen the end token
+    pool.release(0)
+    pool.release(2)
     for _ in range(3):
         if static:
-            batch.begin_static_frame(4)
-            frame, token = batch.static_frame(4, 512)
-            batch.end_static_frame()
+            step.begin_static_frame(4)
+            frame, token = step.static_frame(4, 512)
+            step.end_static_frame()
         else:
-            frame = batch.predict_frame()
-            token = batch.advance(frame)
+            frame = step.predict_frame()
+            token = step.advance(frame)
         assert frame.shape == (4, 16)
         assert frame[[0, 2]].eq(0).all() and token[[0, 2]].eq(0).all()
-        assert batch.last_token[[0, 2]].eq(0).all()
+        assert pool.last_token[[0, 2]].eq(0).all()
         assert frame[[1, 3]].ne(0).any()  # the running rows are real
 
 

@@ -6,7 +6,6 @@ rows, bucket changes and each sampling branch are covered. The CUDA test capture
 runs only where a GPU is present.
 """
 
-import queue
 import threading
 
 import numpy as np
@@ -15,9 +14,10 @@ import torch
 
 from makima_tts.engine.engine import Engine
 from makima_tts.engine.prompt import build_prompt
+from makima_tts.engine.slots import SlotPool, SlotSettings
 from makima_tts.engine.static_frames import StaticFrames
-from makima_tts.engine.step import FrameBatch, SlotSettings
-from makima_tts.engine.types import Finished, SamplingParams, SpeechRequest
+from makima_tts.engine.step import FrameStep
+from makima_tts.engine.types import SamplingParams, SpeechRequest
 
 TEXT = "Hello world. This is a tiny test of speech."
 
@@ -48,8 +48,9 @@ def _slot_plans(tts, voice):
 
 
 def _run(tts, voice, static: bool, frames: int = 9, graphs: bool = False):
-    batch = FrameBatch(tts, 4, 512, static=static)
-    runner = StaticFrames(batch, cuda_graphs=graphs) if static else None
+    pool = SlotPool(tts, 4, 512, static=static)
+    step = FrameStep(tts, pool)
+    runner = StaticFrames(step, cuda_graphs=graphs) if static else None
     if runner is not None:
         runner.capture_all()  # before any prefill (CUDA graphs only)
     plans = _slot_plans(tts, voice)
@@ -57,15 +58,15 @@ def _run(tts, voice, static: bool, frames: int = 9, graphs: bool = False):
     for f in range(frames):
         for slot, join, leave, request, sampling, seed in plans:
             if f == join:
-                out.append(("prefill", slot, batch.prefill(slot, *_settings(tts, request, sampling, seed))))
+                out.append(("prefill", slot, step.prefill(slot, *_settings(tts, request, sampling, seed))))
             if f == leave:
-                batch.release(slot)
+                pool.release(slot)
         if runner is not None:
             buckets.append(runner.bucket())
             frame, token = runner.run()
         else:
-            frame = batch.predict_frame()
-            token = batch.advance(frame)
+            frame = step.predict_frame()
+            token = step.advance(frame)
         out.append(("frame", frame.tolist(), token.tolist()))
     return out, buckets
 
@@ -83,11 +84,11 @@ def test_static_frames_equal_eager_frames(tiny_tts, voice):
 
 
 def test_context_buckets_round_up(tiny_tts):
-    runner = StaticFrames(FrameBatch(tiny_tts, 3, 1000, static=True), cuda_graphs=False)
+    runner = StaticFrames(FrameStep(tiny_tts, SlotPool(tiny_tts, 3, 1000, static=True)), cuda_graphs=False)
     assert runner.row_buckets == [1, 2, 3]
     assert runner.context_buckets == [256, 512, 1000]
-    runner.batch.settings[1] = object()  # an occupied slot 1 whose next position is 300
-    runner.batch.host_lengths[1] = 300
+    runner.pool.settings[1] = object()  # an occupied slot 1 whose next position is 300
+    runner.pool.host_lengths[1] = 300
     assert runner.bucket() == (2, 512)
 
 
@@ -95,10 +96,7 @@ def _collect_all(engine, requests):
     results = [None] * len(requests)
 
     def run(i):
-        events, frames = queue.Queue(), []
-        engine.submit(requests[i], events.put)
-        while not isinstance(event := events.get(timeout=120), Finished):
-            frames.append(event)
+        *frames, event = engine.generate(requests[i], timeout=120)
         results[i] = (np.stack([f.codes for f in frames]), np.stack([f.audio for f in frames]), event)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]

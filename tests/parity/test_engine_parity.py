@@ -7,7 +7,6 @@ too, so a failure points at the stage that drifted.
 """
 
 import functools
-import queue
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from fixtures import checkpoint_dir, load_array, load_cases
 
 from makima_tts.engine.engine import Engine
 from makima_tts.engine.prompt import build_prompt
-from makima_tts.engine.types import Finished, SamplingParams, SpeechRequest
+from makima_tts.engine.types import SamplingParams, SpeechRequest
 from makima_tts.model.kv_cache import KVCache
 from makima_tts.model.tts import TTSModel
 
@@ -61,11 +60,7 @@ def request_for(case: dict) -> SpeechRequest:
 
 
 def synthesize(case: dict):
-    events = queue.Queue()
-    engine(case["checkpoint"]).submit(request_for(case), events.put)
-    frames = []
-    while not isinstance(event := events.get(timeout=300), Finished):
-        frames.append(event)
+    *frames, event = engine(case["checkpoint"]).generate(request_for(case), timeout=300)
     return frames, event
 
 

@@ -1,35 +1,185 @@
-"""The engine's codec side: one streaming codec state row per slot, turning frames of codes into audio.
+"""The codec stage: the codec thread, the typed messages it receives, one streaming codec row per slot.
 
-Used only by the engine's codec thread, which runs beside the generation thread: while the talker and
-code predictor make frame k+1 (memory-bound), the codec decodes frame k (compute-bound).
+The generation thread hands over work in one bounded FIFO queue; the codec thread (`makima-codec`)
+takes the messages in order and is the only thread that calls the jobs' sinks:
+
+    StartUtterance(slot, ref_codes, ready)   reset the slot's codec row (ICL: to the primed state)
+    FrameCodes(frame, rows, ready, decoded)  decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row
+    EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
+    Stop()                                   end of the thread (the last message)
+
+Because a job's `EndUtterance` is queued after its last `FrameCodes` in the same queue, a sink sees its
+frames, then exactly one `Finished`, and nothing after (`Job.emit` drops anything once finished). While
+the talker and code predictor make frame k+1 (memory-bound), this thread decodes frame k
+(compute-bound). On CUDA it has its own stream; `ready` is an event recorded by the generation thread
+after the work the message depends on, waited for on the device (no host sync).
+
+Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
+reference, LRU), used only from the codec thread.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
 import numpy as np
 import torch
 
-from ..model.codec import CodecState
+from .timing import PhaseTimer
+from .types import AudioFrame, Finished
+
+if TYPE_CHECKING:
+    from .engine import Job
+
+log = logging.getLogger(__name__)
+QUEUE_STEPS = 2  # how many messages the generation thread may run ahead of the codec
+PRIMED_CACHE = 16  # distinct ICL references whose primed codec state is kept
+DECODE_ERROR = "internal error while decoding audio"
 
 
-def _first_rows(state: CodecState, n: int) -> CodecState:
+# ---------------------------------------------------------------------------------------- messages
+class FrameRow(NamedTuple):
+    slot: int  # row of the frame
+    job: Job
+    index: int  # frame number within the job's utterance
+
+
+@dataclass(frozen=True)
+class StartUtterance:
+    slot: int
+    ref_codes: torch.Tensor | None  # [T_ref, 16] (ICL) or None (start from silence)
+    ready: torch.cuda.Event | None = None  # CUDA: the generation work before this hand-over
+
+
+@dataclass(frozen=True)
+class FrameCodes:
+    frame: torch.Tensor  # [n, 16] int64, rows 0..n-1 of the slots (free rows all 0)
+    rows: tuple[FrameRow, ...]  # the occupied rows, each with its job and frame index
+    ready: torch.cuda.Event | None = None
+    decoded: threading.Event | None = None  # set once the frame is delivered (time to first audio)
+
+
+@dataclass(frozen=True)
+class EndUtterance:
+    job: Job
+    finished: Finished
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+CodecMessage = StartUtterance | FrameCodes | EndUtterance | Stop
+
+
+# ---------------------------------------------------------------------------------------- state
+def _first_rows(state, n: int):
     """A view of rows [0, n) of a codec state (the codec updates its state in place)."""
-    return CodecState([t[:n] for t in state.conv], [k[:n] for k in state.keys], [v[:n] for v in state.values],
-                      state.pos[:n])
+    return type(state)([t[:n] for t in state.conv], [k[:n] for k in state.keys], [v[:n] for v in state.values],
+                       state.pos[:n])
+
+
+class PrimedStates:
+    """LRU of one-row codec states right after an ICL reference, keyed by the reference codes."""
+
+    def __init__(self, codec, size: int = PRIMED_CACHE):
+        self.codec, self.size = codec, size
+        self._states: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, ref_codes: torch.Tensor, device: torch.device):
+        codes = ref_codes.cpu()
+        key = (tuple(codes.shape), codes.numpy().tobytes())
+        if key in self._states:
+            self._states.move_to_end(key)
+            return self._states[key]
+        with torch.inference_mode():
+            state = self.codec.prime(ref_codes.to(device))
+        self._states[key] = state
+        while len(self._states) > self.size:
+            self._states.popitem(last=False)
+        return state
 
 
 class CodecStage:
-    def __init__(self, tts, slots: int):
+    def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None):
         self.tts = tts
+        self.threads = threads
+        self.timer = timer or PhaseTimer(tts.device)
         self.state = tts.codec.new_state(slots, device=tts.device, dtype=tts.dtype)
         self.codebook_size = tts.config.codec.decoder.codebook_size
+        self.primed = PrimedStates(tts.codec)
+        self._queue: queue.Queue[CodecMessage] = queue.Queue(maxsize=QUEUE_STEPS)
+        self._thread: threading.Thread | None = None
 
+    # ------------------------------------------------------------------ generation thread side
+    def launch(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="makima-codec", daemon=True)
+        self._thread.start()
+
+    def put(self, message: CodecMessage) -> None:
+        """Queue a message (blocks while the codec is QUEUE_STEPS messages behind)."""
+        self._queue.put(message)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ codec thread
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.tts.device.type == "cuda":
+            torch.cuda.set_stream(torch.cuda.Stream(self.tts.device))
+        while not isinstance(message := self._queue.get(), Stop):
+            self._handle(message)
+
+    def _handle(self, message: CodecMessage) -> None:
+        try:
+            if isinstance(message, EndUtterance):
+                message.job.emit(message.finished)
+            elif isinstance(message, StartUtterance):
+                _receive(message.ready, message.ref_codes)
+                self.start(message.slot, message.ref_codes)
+            else:
+                _receive(message.ready, message.frame)
+                self._deliver(message.frame, message.rows)
+        except Exception:
+            log.exception("codec stage failed")
+            for row in message.rows if isinstance(message, FrameCodes) else ():
+                row.job.emit(Finished(0, error=DECODE_ERROR))
+                row.job.cancel()
+        finally:
+            if isinstance(message, FrameCodes) and message.decoded is not None:
+                message.decoded.set()
+
+    def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...]) -> None:
+        """Decode one frame and hand each row's AudioFrame to its job; a rejected row fails its job alone."""
+        with self.timer("codec"):
+            audio, rejected = self.decode(frame)
+        codes = frame.cpu().numpy()
+        for slot, job, index in rows:
+            if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
+                log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
+                          slot, codes[slot].tolist(), self.codebook_size)
+                job.emit(Finished(index, error=DECODE_ERROR))
+                job.cancel()
+            else:
+                job.emit(AudioFrame(index, codes[slot], audio[slot]))
+
+    # ------------------------------------------------------------------ codec rows
     @torch.inference_mode()
     def start(self, slot: int, ref_codes: torch.Tensor | None) -> None:
         """A new utterance in `slot`: silence, or (ICL) the state right after its reference codes."""
         self.state.reset_rows([slot])
         if ref_codes is not None:
-            self.state.copy_row_from(slot, self.tts.codec_prefix_state(ref_codes), 0)
+            self.state.copy_row_from(slot, self.primed.get(ref_codes, self.tts.device), 0)
 
     @torch.inference_mode()
     def decode(self, frame: torch.Tensor) -> tuple[np.ndarray, list[int]]:
@@ -41,6 +191,17 @@ class CodecStage:
         the audio (no extra sync)."""
         valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
         codes = frame * valid[:, None]
-        audio = self.tts.codec.decode_step(codes[:, :, None], _first_rows(self.state, frame.shape[0]))
+        audio = self.tts.codec.decode_step(codes[:, :, None], _first_rows(self.state, frame.shape[0]))  # [n, 1920]
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [int(row) for row in np.flatnonzero(~valid)]
+
+
+def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:
+    """Codec thread, CUDA: wait (on the device) for the generation work behind a hand-over, and tell the
+    allocator the tensor is now used on this stream too."""
+    if ready is None:
+        return
+    stream = torch.cuda.current_stream()
+    stream.wait_event(ready)
+    if tensor is not None:
+        tensor.record_stream(stream)

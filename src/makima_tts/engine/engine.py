@@ -1,19 +1,26 @@
-"""Engine: the models' hot loop on two threads, serving many utterances at once.
+"""Engine: the models' hot loop, serving many utterances at once on two threads.
 
-`submit` queues a `SpeechRequest` and returns a `Job`. The generation thread admits queued jobs into
-free slots (at most one prefill between two steps, so a newcomer never stalls the others for more than
-a step) and advances every admitted job by one frame per step (lockstep batching, `FrameBatch`). Each
-step's codes go, in order, through a short queue to the codec thread (`CodecStage`), which turns them
-into audio and delivers the frames; the talker computes the next step meanwhile. Every event a job's
-sink receives is delivered by the codec thread, so frames and the job's single `Finished` stay in
-order. Cancellation is a flag checked between steps. Sinks must not block.
+One job through the engine:
 
-Frames run eagerly on CPU (the codes go to the codec between the code predictor and the talker) and as
-static-shape frames on CUDA, captured as CUDA graphs when the engine starts (`static_frames.py`). On
-CUDA the codec thread has its own stream; each hand-over carries an event, so neither side waits for the
-other's kernels.
+    caller             submit(request, sink) -> Job, or generate(request): its frames, then its Finished
+    generation thread  (`makima-engine`, here) admits queued jobs into free slots of the `SlotPool`
+                       (prompt.py, budget.py, then `FrameStep.prefill`) -> StartUtterance
+                       and advances every admitted job by one frame per step (lockstep batching):
+                       `FrameStep.predict_frame` -> FrameCodes -> `FrameStep.advance` (static frames on
+                       CUDA: `StaticFrames.run`); end token, budget or cancel frees the slot -> EndUtterance
+    codec thread       (`makima-codec`, codec_stage.py) resets codec rows, decodes each FrameCodes and
+                       calls the jobs' sinks: AudioFrame per row, then the job's Finished
 
-Threads: on CPU each of the two threads uses half the cores for its intra-op work (`threads` overrides).
+Hand-offs: `submit` appends to a deque the generation thread waits on (a condition); the generation
+thread sends typed messages to the codec thread through one bounded FIFO queue
+(`codec_stage.QUEUE_STEPS` deep), so the talker makes frame k+1 while the codec decodes frame k. Every
+event a sink receives is delivered by the codec thread in that queue's order (a job's frames, then
+exactly one Finished, never anything after); only a submit to a closed engine is answered at once.
+
+At most one prefill runs between two steps, so a newcomer never stalls the others for more than a step.
+Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
+own stream; each hand-over carries an event, so neither side waits for the other's kernels. On CPU each
+thread uses half the cores for its intra-op work (`threads` overrides).
 """
 
 from __future__ import annotations
@@ -25,21 +32,22 @@ import queue
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .budget import frame_budget
-from .codec_stage import CodecStage
+from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, Stop
 from .prompt import PromptError, build_prompt
+from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
-from .step import FrameBatch, SlotSettings
+from .step import FrameStep
 from .timing import PhaseTimer
-from .types import AudioFrame, EngineEvent, Finished, SamplingParams, SpeechRequest
+from .types import EngineEvent, Finished, SpeechRequest
+from .warmup import warmup_request
 
 log = logging.getLogger(__name__)
 Sink = Callable[[EngineEvent], None]
-CODEC_QUEUE_STEPS = 2  # how far generation may run ahead of the codec
 
 
 class Job:
@@ -57,6 +65,7 @@ class Job:
         self._engine._wake()
 
     def emit(self, event: EngineEvent) -> None:
+        """Hand an event to the sink (codec thread); nothing passes once the Finished has."""
         if self.done.is_set():
             return
         if isinstance(event, Finished):
@@ -83,21 +92,21 @@ class Engine:
         self.timer = PhaseTimer(tts.device)
         self._cuda = tts.device.type == "cuda"
         static = self._cuda if static_frames is None else static_frames
-        self._batch = FrameBatch(tts, max_streams, max_context, static=static)
-        self._static = StaticFrames(self._batch, cuda_graphs=self._cuda) if static else None
-        self._codec = CodecStage(tts, max_streams)
-        self._jobs: list[Job | None] = [None] * max_streams
-        self._queue: deque[Job] = deque()
+        self._pool = SlotPool(tts, max_streams, max_context, static=static)
+        self._frames = FrameStep(tts, self._pool)
+        self._static = StaticFrames(self._frames, cuda_graphs=self._cuda) if static else None
+        self._codec = CodecStage(tts, max_streams, threads=self.threads, timer=self.timer)
+        self._jobs: list[Job | None] = [None] * max_streams  # by slot
+        self._queue: deque[Job] = deque()  # submitted, not yet admitted
         self._cv = threading.Condition()
         self._closed = False
-        self._codec_queue: queue.Queue = queue.Queue(maxsize=CODEC_QUEUE_STEPS)
-        self._codec_thread = threading.Thread(target=self._run_codec, name="makima-codec", daemon=True)
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
-        self._codec_thread.start()
+        self._codec.launch()
         self._thread.start()
 
     # ------------------------------------------------------------------ public, any thread
     def submit(self, request: SpeechRequest, sink: Sink) -> Job:
+        """Queue an utterance; `sink` gets its AudioFrames, then one Finished (on the codec thread)."""
         job = Job(self, request, sink)
         with self._cv:
             if self._closed:
@@ -107,18 +116,36 @@ class Engine:
             self._cv.notify()
         return job
 
+    def generate(self, request: SpeechRequest, timeout: float | None = None) -> Iterator[EngineEvent]:
+        """The utterance's AudioFrames as they are made, then its Finished. Leaving the loop early (break,
+        an exception, closing the iterator) cancels the job. `timeout`: seconds to wait for each event
+        (TimeoutError past it; the job is cancelled)."""
+        events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
+        job = self.submit(request, events.put)
+        try:
+            while True:
+                try:
+                    event = events.get(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError(f"no engine event for job {job.id} within {timeout} s") from None
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            if not job.done.is_set():
+                job.cancel()
+
     def close(self) -> None:
         with self._cv:
             self._closed = True
             self._cv.notify()
         self._thread.join(timeout=30)
-        self._codec_thread.join(timeout=30)
+        self._codec.join(timeout=30)
 
     def warmup(self, frames: int = 2) -> None:
         """One short synthesis so the first real request pays no first-call costs."""
-        done = threading.Event()
-        self.submit(self.tts.warmup_request(frames), lambda ev: done.set() if isinstance(ev, Finished) else None)
-        done.wait()
+        for _ in self.generate(warmup_request(self.tts.config, frames)):
+            pass
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -152,7 +179,7 @@ class Engine:
                     break
                 pending, dropped = self._take_pending()
             for job in dropped:  # posted outside the lock: the codec queue may be full
-                self._post(job, Finished(0, cancelled=True))
+                self._end(job, Finished(0, cancelled=True))
             self._drop_cancelled()
             if pending is not None:
                 self._admit(pending)
@@ -164,9 +191,9 @@ class Engine:
                     self._fail_all("internal error while generating audio")
         self._shutdown()
 
-    def _post(self, job: Job, event: EngineEvent) -> None:
-        """Deliver an event through the codec thread, behind the frames already queued."""
-        self._codec_queue.put(("emit", job, event))
+    def _end(self, job: Job, event: Finished) -> None:
+        """The job's Finished, delivered by the codec thread behind the frames already queued."""
+        self._codec.put(EndUtterance(job, event))
 
     def _take_pending(self) -> tuple[Job | None, list[Job]]:
         """The next queued job if a slot is free, and the queued jobs cancelled before admission."""
@@ -174,7 +201,7 @@ class Engine:
         while self._queue:
             if self._queue[0].cancelled:
                 dropped.append(self._queue.popleft())
-            elif self._batch.free_slot() is None:
+            elif self._pool.free_slot() is None:
                 break
             else:
                 return self._queue.popleft(), dropped
@@ -183,31 +210,31 @@ class Engine:
     def _drop_cancelled(self) -> None:
         for slot, job in enumerate(self._jobs):
             if job is not None and job.cancelled:
-                self._finish(slot, Finished(self._batch.settings[slot].frames, cancelled=True))
+                self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
 
     def _admit(self, job: Job) -> None:
-        slot = self._batch.free_slot()
-        req = job.request
+        slot = self._pool.free_slot()
+        req, tts = job.request, self.tts
         try:
-            prompt = build_prompt(req, self.tts.config, self.tts.tokenizer, self.tts.talker, self.tts.code_predictor)
-            budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._batch.max_context)
-            generator = torch.Generator(device=self.tts.device)
+            prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor)
+            budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._pool.max_context)
+            generator = torch.Generator(device=tts.device)
             generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
-            sampling = req.sampling or SamplingParams.from_defaults(self.tts.config.generation)
+            sampling = req.sampling or tts.config.generation.sampling
             settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
             self._jobs[slot] = job
             with self.timer("prefill"):
-                token = self._batch.prefill(slot, prompt, settings)
+                token = self._frames.prefill(slot, prompt, settings)
         except Exception as exc:
             if not isinstance(exc, PromptError):
                 log.exception("prefill failed")
             self._jobs[slot] = None
-            self._batch.release(slot)
+            self._pool.release(slot)
             message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
-            self._post(job, Finished(0, error=message))
+            self._end(job, Finished(0, error=message))
             return
-        self._codec_queue.put(("start", slot, prompt.ref_codes, self._handoff()))
-        if token == self.tts.config.talker.codec_eos_token_id and req.stop_on_eos:
+        self._codec.put(StartUtterance(slot, prompt.ref_codes, self._handoff()))
+        if token == tts.config.talker.codec_eos_token_id and req.stop_on_eos:
             self._finish(slot, Finished(0))
 
     def _handoff(self) -> torch.cuda.Event | None:
@@ -219,22 +246,24 @@ class Engine:
         return event
 
     def _step(self) -> None:
-        batch = self._batch
-        rows = [(slot, job, batch.settings[slot].frames) for slot, job in enumerate(self._jobs) if job is not None]
+        """One frame for every admitted job; then end the jobs that chose the end token or ran out of budget."""
+        pool, step = self._pool, self._frames
+        rows = tuple(FrameRow(slot, job, pool.settings[slot].frames) for slot, job in enumerate(self._jobs)
+                     if job is not None)
         # only first frames (nothing else running): once this step's generation is done, wait for their
         # audio, so that the codec decodes it without sharing the cores with the next step (time to first
         # audio first); beside running streams, no wait (they would stall)
-        first_audio = threading.Event() if all(index == 0 for _, _, index in rows) else None
+        first_audio = threading.Event() if all(row.index == 0 for row in rows) else None
         if self._static is not None:
             with self.timer("frame"):
                 frame, next_token = self._static.run()
-            self._codec_queue.put(("frame", frame, rows, self._handoff(), first_audio))
+            self._codec.put(FrameCodes(frame, rows, self._handoff(), first_audio))
         else:
             with self.timer("code_predictor"):
-                frame = batch.predict_frame()
-            self._codec_queue.put(("frame", frame, rows, self._handoff(), first_audio))
+                frame = step.predict_frame()  # [n, 16]
+            self._codec.put(FrameCodes(frame, rows, self._handoff(), first_audio))
             with self.timer("talker"):
-                next_token = batch.advance(frame)
+                next_token = step.advance(frame)  # [n]
         next_token = next_token.cpu().numpy()
         if first_audio is not None:
             first_audio.wait()
@@ -242,7 +271,7 @@ class Engine:
         for slot, job in enumerate(self._jobs):
             if job is None:
                 continue
-            settings = batch.settings[slot]
+            settings = pool.settings[slot]
             if settings.stop_on_eos and int(next_token[slot]) == eos:
                 self._finish(slot, Finished(settings.frames))
             elif settings.frames >= settings.budget:
@@ -251,71 +280,20 @@ class Engine:
     def _finish(self, slot: int, event: Finished) -> None:
         job = self._jobs[slot]
         self._jobs[slot] = None
-        self._batch.release(slot)
-        self._post(job, event)
+        self._pool.release(slot)
+        self._end(job, event)
 
     def _fail_all(self, message: str) -> None:
         for slot, job in enumerate(self._jobs):
             if job is not None:
-                self._finish(slot, Finished(self._batch.settings[slot].frames, error=message))
+                self._finish(slot, Finished(self._pool.settings[slot].frames, error=message))
 
     def _shutdown(self) -> None:
         for slot, job in enumerate(self._jobs):
             if job is not None:
-                self._finish(slot, Finished(self._batch.settings[slot].frames, cancelled=True))
+                self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
         with self._cv:
             waiting, self._queue = list(self._queue), deque()
         for job in waiting:
-            self._post(job, Finished(0, cancelled=True))
-        self._codec_queue.put(None)
-
-    # ------------------------------------------------------------------ codec thread
-    def _run_codec(self) -> None:
-        torch.set_grad_enabled(False)
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        if self._cuda:
-            torch.cuda.set_stream(torch.cuda.Stream(self.tts.device))
-        while (item := self._codec_queue.get()) is not None:
-            kind = item[0]
-            try:
-                if kind == "emit":
-                    item[1].emit(item[2])
-                elif kind == "start":
-                    self._receive(item[3], item[2])
-                    self._codec.start(item[1], item[2])
-                else:
-                    self._receive(item[3], item[1])
-                    self._deliver(item[1], item[2])
-            except Exception:
-                log.exception("codec stage failed")
-                for _, job, _ in item[2] if kind == "frame" else []:
-                    job.emit(Finished(0, error="internal error while decoding audio"))
-                    job.cancel()
-            finally:
-                if kind == "frame" and item[4] is not None:
-                    item[4].set()
-
-    @staticmethod
-    def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:
-        """Codec thread, CUDA: wait (on the device) for the generation work behind a hand-over, and tell
-        the allocator the tensor is now used on this stream too."""
-        if ready is None:
-            return
-        stream = torch.cuda.current_stream()
-        stream.wait_event(ready)
-        if tensor is not None:
-            tensor.record_stream(stream)
-
-    def _deliver(self, frame: torch.Tensor, rows: list[tuple[int, Job, int]]) -> None:
-        with self.timer("codec"):
-            audio, rejected = self._codec.decode(frame)
-        codes = frame.cpu().numpy()
-        for slot, job, index in rows:
-            if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
-                log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
-                          slot, codes[slot].tolist(), self._codec.codebook_size)
-                job.emit(Finished(index, error="internal error while decoding audio"))
-                job.cancel()
-            else:
-                job.emit(AudioFrame(index, codes[slot], audio[slot]))
+            self._end(job, Finished(0, cancelled=True))
+        self._codec.put(Stop())

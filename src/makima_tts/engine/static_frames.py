@@ -1,10 +1,10 @@
 """Static-shape frames, captured as CUDA graphs on `cuda`.
 
 A frame (code predictor, talker step and both samplings) has no host syncs when it runs with fixed
-shapes (`FrameBatch.static_frame`). `StaticFrames` picks the shape bucket (rows rounded up to a power of
-two, attended context rounded up to a power of two from 256) and runs that bucket's frame: on CUDA a
-graph captured once at start, replayed with one launch; elsewhere the same function called directly
-(tests use this to check the static path against the eager one on CPU).
+shapes (`FrameStep.static_frame`, step.py). `StaticFrames` picks the shape bucket (rows rounded up to a
+power of two, attended context rounded up to a power of two from 256) and runs that bucket's frame: on
+CUDA a graph captured once at start, replayed with one launch; elsewhere the same function called
+directly (tests use this to check the static path against the eager one on CPU).
 
 Capture needs no utterance in flight: the warm-up run and the captured run only touch rows of empty
 slots (positions stay where they are; each prefill resets the rest).
@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from .step import FrameBatch
+from .step import FrameStep
 
 log = logging.getLogger(__name__)
 MIN_CONTEXT_BUCKET = 256
@@ -31,32 +31,32 @@ def _powers_of_two(smallest: int, largest: int) -> list[int]:
 
 
 class StaticFrames:
-    def __init__(self, batch: FrameBatch, cuda_graphs: bool):
-        self.batch = batch
+    def __init__(self, step: FrameStep, cuda_graphs: bool):
+        self.step, self.pool = step, step.pool
         self.cuda_graphs = cuda_graphs
-        self.row_buckets = _powers_of_two(1, batch.slots)
-        self.context_buckets = _powers_of_two(min(MIN_CONTEXT_BUCKET, batch.max_context), batch.max_context)
+        self.row_buckets = _powers_of_two(1, self.pool.slots)
+        self.context_buckets = _powers_of_two(min(MIN_CONTEXT_BUCKET, self.pool.max_context), self.pool.max_context)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
+        self._graph_pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
 
     def bucket(self) -> tuple[int, int]:
         """(rows, context) for the slots in use now."""
-        n, context = self.batch.rows_in_use(), self.batch.context_in_use()
+        n, context = self.pool.rows_in_use(), self.pool.context_in_use()
         rows = next(b for b in self.row_buckets if b >= n)
         return rows, next(b for b in self.context_buckets if b >= context)
 
     def run(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame for every occupied slot. -> codes [n, 16] (a copy the caller keeps), next codebook 0
         [n] (valid until the next frame), n = rows in use."""
-        n = self.batch.rows_in_use()
+        n = self.pool.rows_in_use()
         rows, context = self.bucket()
-        self.batch.begin_static_frame(rows)
+        self.step.begin_static_frame(rows)
         if self.cuda_graphs:
             graph, (frame, token) = self._graphs[rows, context]
             graph.replay()
         else:
-            frame, token = self.batch.static_frame(rows, context)
-        self.batch.end_static_frame()
+            frame, token = self.step.static_frame(rows, context)
+        self.step.end_static_frame()
         return frame[:n].clone(), token[:n]
 
     def capture_all(self) -> None:
@@ -70,14 +70,14 @@ class StaticFrames:
                  self.context_buckets)
 
     def _capture(self, rows: int, context: int):
-        device = self.batch.lengths.device
+        device = self.pool.lengths.device
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up: kernels chosen and workspaces made before capture
-            self.batch.static_frame(rows, context)
+            self.step.static_frame(rows, context)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: the codec thread (or a voice being cloned) may use the GPU meanwhile on other streams
-        with torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
-            outputs = self.batch.static_frame(rows, context)
+        with torch.cuda.graph(graph, pool=self._graph_pool, stream=side, capture_error_mode="thread_local"):
+            outputs = self.step.static_frame(rows, context)
         return graph, outputs

@@ -1,41 +1,23 @@
 """What goes into the engine and what comes out of it.
 
 A `SpeechRequest` is one utterance; the engine answers it with a stream of `AudioFrame`s (16 codes +
-1920 float samples at 24 kHz each, 80 ms) and exactly one `Finished`.
+1920 float samples at 24 kHz each, 80 ms) and exactly one `Finished`. `SamplingParams` is defined
+with the official defaults in config.py (the one copy) and re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ..config import GenerationDefaults
+from ..config import SamplingParams
 from ..voice_prompt import VoicePrompt
 
+__all__ = ["AudioFrame", "EngineEvent", "Finished", "SamplingParams", "SpeechRequest", "TextMode"]
+
 TextMode = Literal["streaming", "non_streaming"]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Sampling knobs in the official names; `from_defaults` reads `generation_config.json`."""
-
-    do_sample: bool = True
-    top_k: int = 50
-    top_p: float = 1.0
-    temperature: float = 0.9
-    repetition_penalty: float = 1.05
-    subtalker_dosample: bool = True
-    subtalker_top_k: int = 50
-    subtalker_top_p: float = 1.0
-    subtalker_temperature: float = 0.9
-
-    @classmethod
-    def from_defaults(cls, gen: GenerationDefaults, greedy: bool = False) -> SamplingParams:
-        params = cls(**{f.name: getattr(gen, f.name) for f in fields(cls)})
-        # --greedy = the official do_sample=False, subtalker_dosample=False; everything else as configured.
-        return replace(params, do_sample=False, subtalker_dosample=False) if greedy else params
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
 """TTSModel: every network of one checkpoint, loaded once, plus the text tokenizer.
 
-Holds weights only (talker, code predictor, codec decoder, and for Base models the speaker encoder
-and codec encoder used to clone voices). Per-utterance state lives in the engine. Voice cloning
-(`create_voice_prompt`) is model work: call it from a worker thread, never from the event loop.
+Holds the loaded networks (talker, code predictor, codec decoder, and for Base models the speaker
+encoder and codec encoder used to clone voices), the tokenizer, the config and a weights fingerprint;
+nothing per request and no caches (KV caches, slots, codec rows and primed codec states live in the
+engine). Voice cloning (`create_voice_prompt`) is model work: call it from a worker thread, never from
+the event loop.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +17,17 @@ import torch
 
 from ..audio import resample
 from ..config import ModelConfig, load_model_config
-from ..engine.types import SpeechRequest
 from ..hub import Progress, resolve
 from ..text import RegexChoice, TextTokenizer
 from ..voice_prompt import VoicePrompt
 from ..weights import WeightsError, load_strict, read_checkpoint
 from .code_predictor import CodePredictor
-from .codec import CodecDecoder, CodecState
+from .codec import CodecDecoder
 from .codec_encoder import CodecEncoder
 from .speaker import SpeakerEncoder, mel_spectrogram
 from .talker import Talker
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PRIMED_CODEC_CACHE = 16
 
 
 class TTSModel:
@@ -43,8 +41,6 @@ class TTSModel:
         self.talker, self.code_predictor, self.codec = talker, code_predictor, codec
         self.speaker_encoder, self.codec_encoder = speaker_encoder, codec_encoder
         self.device, self.dtype, self.source = device, dtype, source
-        self._primed: OrderedDict[bytes, CodecState] = OrderedDict()
-        self._primed_lock = threading.Lock()
         self.fingerprint = self._fingerprint()
 
     @classmethod
@@ -108,32 +104,6 @@ class TTSModel:
             return VoicePrompt("xvector", x_vector)
         codes = self.codec_encoder.encode(torch.from_numpy(wav24).to(self.device)).cpu()
         return VoicePrompt("icl", x_vector, codes, ref_text)
-
-    def codec_prefix_state(self, ref_codes: torch.Tensor) -> CodecState:
-        """The codec state after an ICL reference, computed once per distinct reference and reused."""
-        key = ref_codes.cpu().numpy().tobytes()
-        with self._primed_lock:
-            if key in self._primed:
-                self._primed.move_to_end(key)
-                return self._primed[key]
-        with torch.inference_mode():
-            state = self.codec.prime(ref_codes.to(self.device))
-        with self._primed_lock:
-            self._primed[key] = state
-            while len(self._primed) > PRIMED_CODEC_CACHE:
-                self._primed.popitem(last=False)
-        return state
-
-    def warmup_request(self, frames: int) -> SpeechRequest:
-        """A short request this model type accepts, for warm-up."""
-        kind = self.config.tts_model_type
-        common = dict(text="Hello.", max_frames=frames, stop_on_eos=False)
-        if kind == "base":
-            dim = self.config.talker.hidden_size
-            return SpeechRequest(voice=VoicePrompt("xvector", torch.zeros(dim)), **common)
-        if kind == "custom_voice":
-            return SpeechRequest(speaker=self.config.speakers[0], **common)
-        return SpeechRequest(instruct="A calm voice.", **common)
 
     def _fingerprint(self) -> str:
         """Identifies the weights a voice prompt depends on (speaker and codec encoders) plus the config."""

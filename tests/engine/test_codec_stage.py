@@ -1,0 +1,87 @@
+"""codec_stage.py: the codec thread's messages in order (a job's frames, its one Finished, nothing after),
+a failing decode failing only its own rows' jobs, and the primed-state cache of ICL references."""
+
+import threading
+
+import numpy as np
+import torch
+
+from makima_tts.engine.codec_stage import (
+    CodecStage,
+    EndUtterance,
+    FrameCodes,
+    FrameRow,
+    PrimedStates,
+    StartUtterance,
+    Stop,
+)
+from makima_tts.engine.engine import Job
+from makima_tts.engine.types import AudioFrame, Finished, SpeechRequest
+
+
+class NoEngine:
+    def _wake(self):
+        pass
+
+
+def job_with_log():
+    log = []
+    return Job(NoEngine(), SpeechRequest("x"), log.append), log
+
+
+def frame(n, seed):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 2048, size=(n, 16)))
+
+
+def run(stage, messages):
+    stage.launch()
+    for message in (*messages, Stop()):
+        stage.put(message)
+    stage.join(timeout=60)
+
+
+def test_frames_then_one_finished_then_nothing(tiny_tts):
+    stage = CodecStage(tiny_tts, 2)
+    (a, log_a), (b, log_b) = job_with_log(), job_with_log()
+    decoded = threading.Event()
+    run(stage, [
+        StartUtterance(0, None), StartUtterance(1, None),
+        FrameCodes(frame(2, 0), (FrameRow(0, a, 0), FrameRow(1, b, 0)), decoded=decoded),
+        FrameCodes(frame(2, 1), (FrameRow(0, a, 1), FrameRow(1, b, 1))),
+        EndUtterance(a, Finished(2)),
+        FrameCodes(frame(2, 2), (FrameRow(0, a, 2), FrameRow(1, b, 2))),  # late: a has finished
+        EndUtterance(a, Finished(3, cancelled=True)),  # a second terminal is dropped too
+        EndUtterance(b, Finished(3)),
+    ])
+    assert decoded.is_set()
+    assert [type(e) for e in log_a] == [AudioFrame, AudioFrame, Finished] and log_a[-1] == Finished(2)
+    assert [type(e) for e in log_b] == [AudioFrame] * 3 + [Finished]
+    assert [e.index for e in log_b[:-1]] == [0, 1, 2]
+    assert a.done.is_set() and b.done.is_set()
+
+
+def test_a_failing_decode_fails_the_jobs_of_its_rows(tiny_tts):
+    stage = CodecStage(tiny_tts, 2)
+    (a, log_a), (b, log_b) = job_with_log(), job_with_log()
+
+    def broken(frame, rows):
+        raise RuntimeError("decoder broke")
+
+    stage._deliver = broken
+    decoded = threading.Event()
+    run(stage, [FrameCodes(frame(1, 0), (FrameRow(0, a, 0),), decoded=decoded), EndUtterance(b, Finished(0))])
+    assert decoded.is_set()  # the generation thread waiting for first audio is released
+    assert log_a == [Finished(0, error="internal error while decoding audio")] and a.cancelled
+    assert log_b == [Finished(0)] and not b.cancelled
+
+
+def test_primed_states_are_cached_by_reference_codes(tiny_tts):
+    primed = PrimedStates(tiny_tts.codec, size=2)
+    codes = [torch.from_numpy(np.random.default_rng(i).integers(0, 2048, size=(5, 16))) for i in range(3)]
+    first = primed.get(codes[0], tiny_tts.device)
+    assert primed.get(codes[0].clone(), tiny_tts.device) is first  # equal codes, same state
+    assert primed.get(codes[1], tiny_tts.device) is not first
+    primed.get(codes[0], tiny_tts.device)  # codes[0] used last: codes[1] is the oldest
+    primed.get(codes[2], tiny_tts.device)
+    assert primed.get(codes[0], tiny_tts.device) is first and len(primed._states) == 2
+    assert torch.equal(first.pos, tiny_tts.codec.prime(codes[0]).pos)
