@@ -6,6 +6,8 @@
   ceil(N * sr_out / sr_in), trimmed or zero-padded), via `soxr` directly.
 - `StreamingResampler`: the same filter applied to a stream of chunks (soxr.ResampleStream), continuous
   across chunk boundaries; `process(chunk)` then `flush()` at the end.
+- `PcmStream`: one client stream (resample, then encode); `finish()` ends a segment and returns the
+  filter's tail, ready for the next segment.
 - `encode_pcm(samples, "pcm16" | "pcm32f") -> bytes`, little-endian; pcm16 clips to [-1, 1], scales by
   32767 and rounds to nearest (ties to even).
 - WAV: `wav_header(sr, fmt, num_samples=None)` (None = unknown length, for a streamed HTTP body: the
@@ -85,6 +87,26 @@ class StreamingResampler:
         if self._stream is None:
             return np.zeros(0, np.float32)
         return self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+class PcmStream:
+    """Float32 audio at `sr_in` to a client's `encoding` at `sr_out`, continuous across chunks."""
+
+    def __init__(self, sr_in: int, sr_out: int, encoding: PcmFormat):
+        self.sr_in, self.sr_out, self.encoding = sr_in, sr_out, encoding
+        self._resampler = StreamingResampler(sr_in, sr_out)
+
+    def convert(self, chunk: np.ndarray) -> np.ndarray:
+        return self._resampler.process(chunk)
+
+    def finish(self) -> np.ndarray:
+        """The end of a segment: what the filter still holds; the next chunk starts a fresh segment."""
+        tail = self._resampler.flush()
+        self._resampler = StreamingResampler(self.sr_in, self.sr_out)
+        return tail
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        return encode_pcm(samples, self.encoding)
 
 
 def encode_pcm(samples: np.ndarray, fmt: PcmFormat) -> bytes:

@@ -13,6 +13,7 @@ from makima_tts.engine.codec_stage import (
     FrameRow,
     PrimedStates,
     StartUtterance,
+    StepVerdict,
     Stop,
 )
 from makima_tts.engine.engine import Job
@@ -33,6 +34,12 @@ def frame(n, seed):
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 2048, size=(n, 16)))
 
 
+def settled(*last_slots) -> StepVerdict:
+    verdict = StepVerdict()
+    verdict.settle(last_slots)
+    return verdict
+
+
 def run(stage, messages):
     stage.launch()
     for message in (*messages, Stop()):
@@ -46,10 +53,10 @@ def test_frames_then_one_finished_then_nothing(tiny_tts):
     decoded = threading.Event()
     run(stage, [
         StartUtterance(0, None), StartUtterance(1, None),
-        FrameCodes(frame(2, 0), (FrameRow(0, a, 0), FrameRow(1, b, 0)), decoded=decoded),
-        FrameCodes(frame(2, 1), (FrameRow(0, a, 1), FrameRow(1, b, 1))),
+        FrameCodes(frame(2, 0), (FrameRow(0, a, 0), FrameRow(1, b, 0)), settled(), decoded=decoded),
+        FrameCodes(frame(2, 1), (FrameRow(0, a, 1), FrameRow(1, b, 1)), settled(0)),
         EndUtterance(a, Finished(2)),
-        FrameCodes(frame(2, 2), (FrameRow(0, a, 2), FrameRow(1, b, 2))),  # late: a has finished
+        FrameCodes(frame(2, 2), (FrameRow(0, a, 2), FrameRow(1, b, 2)), settled(1)),  # late: a has finished
         EndUtterance(a, Finished(3, cancelled=True)),  # a second terminal is dropped too
         EndUtterance(b, Finished(3)),
     ])
@@ -57,6 +64,7 @@ def test_frames_then_one_finished_then_nothing(tiny_tts):
     assert [type(e) for e in log_a] == [AudioFrame, AudioFrame, Finished] and log_a[-1] == Finished(2)
     assert [type(e) for e in log_b] == [AudioFrame] * 3 + [Finished]
     assert [e.index for e in log_b[:-1]] == [0, 1, 2]
+    assert [e.last for e in log_a[:-1]] == [False, True] and [e.last for e in log_b[:-1]] == [False, False, True]
     assert a.done.is_set() and b.done.is_set()
 
 
@@ -64,12 +72,12 @@ def test_a_failing_decode_fails_the_jobs_of_its_rows(tiny_tts):
     stage = CodecStage(tiny_tts, 2)
     (a, log_a), (b, log_b) = job_with_log(), job_with_log()
 
-    def broken(frame, rows):
+    def broken(frame, rows, verdict):
         raise RuntimeError("decoder broke")
 
     stage._deliver = broken
     decoded = threading.Event()
-    run(stage, [FrameCodes(frame(1, 0), (FrameRow(0, a, 0),), decoded=decoded), EndUtterance(b, Finished(0))])
+    run(stage, [FrameCodes(frame(1, 0), (FrameRow(0, a, 0),), settled(), decoded=decoded), EndUtterance(b, Finished(0))])
     assert decoded.is_set()  # the generation thread waiting for first audio is released
     assert log_a == [Finished(0, error="internal error while decoding audio")] and a.cancelled
     assert log_b == [Finished(0)] and not b.cancelled

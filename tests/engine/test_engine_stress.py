@@ -98,9 +98,12 @@ def test_randomized_arrivals_departures_and_end_tokens(eos_tts, voices, static):
           f"{ended_beside_others} ended on the end token beside a running stream, "
           f"{sum(len(p.frames) for p in planned)} frames")
     assert kinds["end_token"] >= UTTERANCES // 3 and ended_beside_others >= 10 and kinds["cancelled"] >= 10
-    for p in planned:
+    for p in planned:  # the final frame of a job that ended by itself, and only it, is marked `last`
         if not p.final.cancelled:
             assert p.final.frames == len(p.frames) >= 1
+            assert [f.last for f in p.frames] == [False] * (len(p.frames) - 1) + [True]
+        else:
+            assert not any(f.last for f in p.frames)
 
     solo_engine = Engine(eos_tts, max_streams=MAX_STREAMS, static_frames=static)
     try:

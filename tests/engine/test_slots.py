@@ -60,12 +60,12 @@ class BadCodeAt:
         self.inner = self.stage._deliver
         self.stage._deliver = self
 
-    def __call__(self, frame, rows):
+    def __call__(self, frame, rows, verdict):
         for slot, job, index in rows:
             if self.targets.get(job.id) == index:
                 frame = frame.clone()
                 frame[slot, 5] = 4096
-        return self.inner(frame, rows)
+        return self.inner(frame, rows, verdict)
 
     def remove(self) -> None:
         del self.stage._deliver

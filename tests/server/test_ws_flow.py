@@ -18,6 +18,40 @@ def audio_of(seen: list) -> list[bytes]:
     return [m for m in seen if isinstance(m, bytes)]
 
 
+@pytest.mark.parametrize("transport", ["binary", "base64", "none"])
+@pytest.mark.parametrize("rate", SAMPLE_RATES)
+def test_one_message_per_frame(server, rate, transport):
+    """Every generated frame is one audio message, at every rate: a resampler's tail goes out with the
+    last frame, never as a message of its own. The server's budget is 4 frames (random weights never end
+    earlier), so each utterance is 4 frames and 4 messages (none with audioTransport "none")."""
+
+    async def main():
+        c = await Client.open(f"{server.ws}?sampleRate={rate}&audioTransport={transport}")
+        await c.recv_json("ready")
+        await c.send(type="speak", utteranceId="m", text=SENTENCE)
+        done, seen = await c.until_terminal("m")
+        await c.close()
+        return done, seen
+
+    done, seen = run(main())
+    assert done["type"] == "complete" and done["truncated"] and done["frames"] == 4
+    if transport == "binary":
+        messages = audio_of(seen)
+        samples = sum(len(m) for m in messages) // 2
+    else:
+        chunks = [m for m in seen if isinstance(m, dict) and m["type"] == "audioChunk"]
+        assert not audio_of(seen)
+        messages = chunks
+        samples = sum(len(base64.b64decode(m["data"])) for m in chunks) // 2
+        if chunks:
+            assert [m["sequenceNumber"] for m in chunks] == [0, 1, 2, 3]
+            assert [m["isFinal"] for m in chunks] == [False, False, False, True]
+    assert len(messages) == (0 if transport == "none" else 4)
+    if transport != "none":  # 80 ms per frame, up to the resampler's rounding of one sample
+        assert abs(samples - 4 * rate * 80 // 1000) <= 1
+        assert done["audioLengthMs"] == pytest.approx(samples * 1000 / rate, abs=1e-3)
+
+
 def test_full_flow(server):
     async def main():
         c = await Client.open(server.ws, subprotocols=["tts.v1"])
@@ -325,13 +359,24 @@ def test_speak_rejections_are_terminals(server):
     run(main())
 
 
+def utterance_errors(server) -> float:
+    return server.services.metrics.utterances.labels(outcome="error", transport="none")._value.get()
+
+
 def test_invalid_state(server):
     async def main():
         c = await Client.open(f"{server.ws}?audioTransport=none")
         await c.recv_json("ready")
+        failed_before = utterance_errors(server)
         await c.send(type="cancel", utteranceId="never")
         err = await c.recv_json()
-        assert err["code"] == "INVALID_STATE" and "utteranceId" not in err
+        # it names the utterance it could not find (a client tells a raced cancel by the id, not the text);
+        # no utterance failed, so the metric of failed utterances does not move
+        assert err["code"] == "INVALID_STATE" and err["utteranceId"] == "never"
+        await c.send(type="flush", utteranceId="nor-this")
+        err = await c.recv_json()
+        assert err["code"] == "INVALID_STATE" and err["utteranceId"] == "nor-this"
+        assert utterance_errors(server) == failed_before
         await c.send(type="speak", utteranceId="dup", text=SENTENCE)
         await c.send(type="speak", utteranceId="dup", text=SENTENCE)
         await c.send(type="start", sampleRate=16000)

@@ -4,7 +4,8 @@ The generation thread hands over work in one bounded FIFO queue; the codec threa
 takes the messages in order and is the only thread that calls the jobs' sinks:
 
     StartUtterance(slot, ref_codes, ready)   reset the slot's codec row (ICL: to the primed state)
-    FrameCodes(frame, rows, ready, decoded)  decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row
+    FrameCodes(frame, rows, verdict, ...)    decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row,
+                                             `last` on the rows whose job ends with it (`StepVerdict`)
     EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
     Stop()                                   end of the thread (the last message)
 
@@ -56,10 +57,29 @@ class StartUtterance:
     ready: torch.cuda.Event | None = None  # CUDA: the generation work before this hand-over
 
 
+class StepVerdict:
+    """Which rows of a frame end their job (end token chosen or budget reached): settled by the generation
+    thread once it has chosen the next tokens, waited for by the codec thread before it delivers the frame
+    (the talker step usually finishes before the codec's decode, so this rarely waits)."""
+
+    def __init__(self) -> None:
+        self._settled = threading.Event()
+        self._last: frozenset[int] = frozenset()
+
+    def settle(self, last_slots) -> None:
+        self._last = frozenset(last_slots)
+        self._settled.set()
+
+    def last_slots(self) -> frozenset[int]:
+        self._settled.wait()
+        return self._last
+
+
 @dataclass(frozen=True)
 class FrameCodes:
     frame: torch.Tensor  # [n, 16] int64, rows 0..n-1 of the slots (free rows all 0)
     rows: tuple[FrameRow, ...]  # the occupied rows, each with its job and frame index
+    verdict: StepVerdict
     ready: torch.cuda.Event | None = None
     decoded: threading.Event | None = None  # set once the frame is delivered (time to first audio)
 
@@ -149,7 +169,7 @@ class CodecStage:
                 self.start(message.slot, message.ref_codes)
             else:
                 _receive(message.ready, message.frame)
-                self._deliver(message.frame, message.rows)
+                self._deliver(message.frame, message.rows, message.verdict)
         except Exception:
             log.exception("codec stage failed")
             for row in message.rows if isinstance(message, FrameCodes) else ():
@@ -159,11 +179,12 @@ class CodecStage:
             if isinstance(message, FrameCodes) and message.decoded is not None:
                 message.decoded.set()
 
-    def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...]) -> None:
+    def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...], verdict: StepVerdict) -> None:
         """Decode one frame and hand each row's AudioFrame to its job; a rejected row fails its job alone."""
         with self.timer("codec"):
             audio, rejected = self.decode(frame)
         codes = frame.cpu().numpy()
+        last = verdict.last_slots()
         for slot, job, index in rows:
             if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
                 log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
@@ -171,7 +192,7 @@ class CodecStage:
                 job.emit(Finished(index, error=DECODE_ERROR))
                 job.cancel()
             else:
-                job.emit(AudioFrame(index, codes[slot], audio[slot]))
+                job.emit(AudioFrame(index, codes[slot], audio[slot], last=slot in last))
 
     # ------------------------------------------------------------------ codec rows
     @torch.inference_mode()

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .budget import frame_budget
-from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, Stop
+from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
@@ -254,28 +254,35 @@ class Engine:
         # audio, so that the codec decodes it without sharing the cores with the next step (time to first
         # audio first); beside running streams, no wait (they would stall)
         first_audio = threading.Event() if all(row.index == 0 for row in rows) else None
-        if self._static is not None:
-            with self.timer("frame"):
-                frame, next_token = self._static.run()
-            self._codec.put(FrameCodes(frame, rows, self._handoff(), first_audio))
-        else:
-            with self.timer("code_predictor"):
-                frame = step.predict_frame()  # [n, 16]
-            self._codec.put(FrameCodes(frame, rows, self._handoff(), first_audio))
-            with self.timer("talker"):
-                next_token = step.advance(frame)  # [n]
-        next_token = next_token.cpu().numpy()
+        verdict = StepVerdict()  # settled below, whatever happens: the codec thread waits for it
+        ending: dict[int, Finished] = {}
+        try:
+            if self._static is not None:
+                with self.timer("frame"):
+                    frame, next_token = self._static.run()
+                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio))
+            else:
+                with self.timer("code_predictor"):
+                    frame = step.predict_frame()  # [n, 16]
+                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio))
+                with self.timer("talker"):
+                    next_token = step.advance(frame)  # [n]
+            next_token = next_token.cpu().numpy()
+            eos = self.tts.config.talker.codec_eos_token_id
+            for slot, job in enumerate(self._jobs):
+                if job is None:
+                    continue
+                settings = pool.settings[slot]
+                if settings.stop_on_eos and int(next_token[slot]) == eos:
+                    ending[slot] = Finished(settings.frames)
+                elif settings.frames >= settings.budget:
+                    ending[slot] = Finished(settings.frames, truncated=True)
+        finally:
+            verdict.settle(ending)  # these rows' frames are their jobs' last
         if first_audio is not None:
             first_audio.wait()
-        eos = self.tts.config.talker.codec_eos_token_id
-        for slot, job in enumerate(self._jobs):
-            if job is None:
-                continue
-            settings = pool.settings[slot]
-            if settings.stop_on_eos and int(next_token[slot]) == eos:
-                self._finish(slot, Finished(settings.frames))
-            elif settings.frames >= settings.budget:
-                self._finish(slot, Finished(settings.frames, truncated=True))
+        for slot, event in ending.items():
+            self._finish(slot, event)
 
     def _finish(self, slot: int, event: Finished) -> None:
         job = self._jobs[slot]

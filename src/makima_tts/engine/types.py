@@ -42,6 +42,7 @@ class AudioFrame:
     index: int  # 0-based frame number within the utterance
     codes: np.ndarray  # [16] int64
     audio: np.ndarray  # [1920] float32 in [-1, 1], 24 kHz mono
+    last: bool = False  # the job's final frame: its Finished (ended by the end token or the budget) follows
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """Messages of the `/api/v1/speak` WebSocket protocol v1 (see shared/protocol.md).
 
 Client messages are parsed with `parse_client_message`; field values are checked by the session, which
-knows which error code each problem deserves. Server messages are built by the small `msg_*` helpers as
-plain dicts (they are serialised once, straight to JSON).
+knows which error code each problem deserves. Server messages are pydantic models turned into plain dicts
+by `dump` (serialised once, straight to JSON). `CloseCode` is every WebSocket close code the server uses
+(mirrored once in static/wire.js); `ERROR_CLOSE_CODES` says which error codes end the session, and how.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Annotated, Any, Literal
 
@@ -15,13 +17,25 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 PROTOCOL = "tts.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "tts.token."  # nosec B105: the prefix of a subprotocol entry, not a secret
 
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutdown
+    MESSAGE_TOO_LARGE = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # server busy, rate limited
+    UNAUTHORIZED = 4001
+    IDLE_TIMEOUT = 4008
+    SLOW_CONSUMER = 4009
+
+
 ERROR_CLOSE_CODES = {
-    "UNAUTHORIZED": 4001,
-    "TIMEOUT": 4008,
-    "SERVER_BUSY": 1013,
-    "SLOW_CONSUMER": 4009,
-    "MESSAGE_TOO_LARGE": 1009,
-    "INTERNAL_ERROR": 1011,
+    "UNAUTHORIZED": CloseCode.UNAUTHORIZED,
+    "TIMEOUT": CloseCode.IDLE_TIMEOUT,
+    "SERVER_BUSY": CloseCode.TRY_AGAIN_LATER,
+    "SLOW_CONSUMER": CloseCode.SLOW_CONSUMER,
+    "MESSAGE_TOO_LARGE": CloseCode.MESSAGE_TOO_LARGE,
+    "INTERNAL_ERROR": CloseCode.INTERNAL_ERROR,
 }
 
 

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket
 
 from .auth import client_key, presented_token, token_valid
 from .limits import RateLimited
-from .protocol import PROTOCOL, dump
+from .protocol import PROTOCOL, CloseCode, dump
 from .protocol import Error as ErrorMsg
 from .services import Services
 from .session import Session
@@ -40,18 +40,18 @@ async def speak_ws(ws: WebSocket) -> None:
         if token is not None:
             if not token_valid(token, settings):
                 services.metrics.errors.labels(code="UNAUTHORIZED").inc()
-                await _refuse(ws, subprotocol, "UNAUTHORIZED", "invalid token", 4001)
+                await _refuse(ws, subprotocol, "UNAUTHORIZED", "invalid token", CloseCode.UNAUTHORIZED)
                 return
             authed = True
     if services.shutting_down or len(services.sessions) >= settings.max_sessions:
         services.metrics.errors.labels(code="SERVER_BUSY").inc()
-        await _refuse(ws, subprotocol, "SERVER_BUSY", "too many sessions (or shutting down); retry later", 1013)
+        await _refuse(ws, subprotocol, "SERVER_BUSY", "too many sessions (or shutting down); retry later", CloseCode.TRY_AGAIN_LATER)
         return
     try:
         held = services.limits.hold_session(client_key(ws, settings))
     except RateLimited as exc:
         services.metrics.errors.labels(code="RATE_LIMITED").inc()
-        await _refuse(ws, subprotocol, "RATE_LIMITED", exc.message, 1013, exc.retry_after_s * 1000)
+        await _refuse(ws, subprotocol, "RATE_LIMITED", exc.message, CloseCode.TRY_AGAIN_LATER, exc.retry_after_s * 1000)
         return
     defaults = {k: ws.query_params[k] for k in QUERY_DEFAULTS if k in ws.query_params}
     try:
