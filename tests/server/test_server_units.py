@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from makima_tts.audio import resample
-from makima_tts.engine.types import AudioFrame
 from makima_tts.server.protocol import ProtocolError, Speak, parse_client_message
 from makima_tts.server.segmenter import TextSegmenter, split_text
-from makima_tts.server.services import AudioOut
 from makima_tts.server.settings import Settings
 
 
@@ -54,28 +50,6 @@ def test_split_text_whole_when_short():
     pieces = split_text(long, max_chars=100)
     assert len(pieces) > 1 and all(len(p) <= 100 for p in pieces)
     assert " ".join(pieces).split() == long.split()
-
-
-@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
-def test_audio_out_resamples_continuously(rate):
-    rng = np.random.default_rng(1)
-    t = np.arange(1920 * 10) / 24000
-    signal = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-    out = AudioOut(rate, "pcm32f")
-    chunks = [out.convert(AudioFrame(i, np.zeros(16, np.int64), signal[i * 1920 : (i + 1) * 1920])) for i in range(10)]
-    streamed = np.concatenate(chunks + [out.tail()])
-    whole = resample(signal, 24000, rate)
-    assert abs(streamed.shape[0] - whole.shape[0]) <= 1
-    n = min(streamed.shape[0], whole.shape[0])
-    np.testing.assert_allclose(streamed[:n], whole[:n], atol=1e-3)  # no seams at frame boundaries
-    assert np.frombuffer(out.encode(streamed), "<f4").shape == streamed.shape
-
-
-def test_audio_out_pcm16():
-    out = AudioOut(24000, "pcm16")
-    frame = AudioFrame(0, np.zeros(16, np.int64), np.full(1920, 0.5, np.float32))
-    assert np.frombuffer(out.encode(out.convert(frame)), "<i2")[0] == round(0.5 * 32767)
-    assert out.tail().shape == (0,)
 
 
 def test_settings_from_environment(monkeypatch, tmp_path):

@@ -63,7 +63,7 @@ async def configure(session: Session, values: dict[str, Any]) -> tuple[str, str]
     language = session.language
     if "language" in values:
         try:
-            language = session.services.canonical_language(values["language"])
+            language = session.services.models.canonical_language(values["language"])
         except ValueError as exc:
             return "INVALID_MESSAGE", str(exc)
     voice = values.get("voice", session.voice)
@@ -127,7 +127,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
         return
     voice = msg.voice or session.voice or s.default_voice
     try:
-        language = session.services.canonical_language(msg.language) if msg.language else session.language
+        language = session.services.models.canonical_language(msg.language) if msg.language else session.language
         await session.services.voice_exists(voice)
     except ValueError as exc:
         reject("INVALID_MESSAGE", str(exc))

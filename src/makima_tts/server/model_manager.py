@@ -59,6 +59,16 @@ class ModelManager:
             "dtype": self.settings.resolved_dtype,
         }
 
+    def canonical_language(self, language: str | None) -> str | None:
+        """The checkpoint's spelling of `language` (case-insensitive), or ValueError naming the choices."""
+        if language is None:
+            return None
+        choices = self.languages()
+        for name in choices:
+            if name.lower() == language.strip().lower():
+                return name
+        raise ValueError(f"unknown language {language!r}; choose one of: {', '.join(choices)}")
+
     def languages(self) -> list[str]:
         """The checkpoint's languages: from the loaded model, else from a local directory's config."""
         if self.tts is not None:

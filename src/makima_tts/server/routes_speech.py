@@ -18,7 +18,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
-from ..audio import wav_header
+from ..audio import PcmStream, wav_header
+from ..engine.stream import stream_events
 from ..engine.types import AudioFrame, Finished
 from ..voices import VoiceError
 from .auth import client_key
@@ -26,7 +27,7 @@ from .deps import get_services, loaded_model
 from .http_errors import ApiError, error_responses
 from .limits import Held
 from .segmenter import split_text
-from .services import OPENAI_VOICES, AudioOut, Services, engine_stream
+from .services import OPENAI_VOICES, Services
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
@@ -107,7 +108,7 @@ async def _start_speech(
     if len(text) > settings.max_text_chars:
         raise ApiError(422, "INVALID_TEXT", f"text is {len(text)} characters; the limit is {settings.max_text_chars}")
     try:
-        language = services.canonical_language(language)
+        language = services.models.canonical_language(language)
     except ValueError as exc:
         raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
     voice = voice or settings.default_voice
@@ -118,7 +119,7 @@ async def _start_speech(
         voice_args["instruct"] = instruct
     language = language or await services.default_language(voice)
     requests = [services.speech_request(piece, voice_args, language) for piece in split_text(text)]
-    out = AudioOut(sample_rate, encoding)
+    out = PcmStream(tts.sample_rate, sample_rate, encoding)
 
     async def body() -> AsyncIterator[bytes]:
         started, first, samples, outcome, engine_s = time.monotonic(), None, 0, "cancelled", 0.0
@@ -127,10 +128,10 @@ async def _start_speech(
                 yield wav_header(sample_rate, encoding)
             for request in requests:
                 began = time.monotonic()
-                async with contextlib.aclosing(engine_stream(engine, request)) as events:
+                async with contextlib.aclosing(stream_events(engine, request)) as events:
                     async for event in events:
                         if isinstance(event, AudioFrame):
-                            chunk = out.convert(event)
+                            chunk = out.convert(event.audio)
                             first = first or time.monotonic()
                             samples += chunk.shape[0]
                             yield out.encode(chunk)
@@ -140,7 +141,7 @@ async def _start_speech(
                             outcome = "error"
                             return
                 engine_s += time.monotonic() - began
-            tail = out.tail()
+            tail = out.finish()
             samples += tail.shape[0]
             yield out.encode(tail)
             outcome = "complete"

@@ -112,7 +112,7 @@ async def create_voice(
     except VoiceNotFound:
         pass
     try:
-        language = services.canonical_language(language) if language else None
+        language = services.models.canonical_language(language) if language else None
     except ValueError as exc:
         raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
     data = await audio.read(store.max_bytes + 1)

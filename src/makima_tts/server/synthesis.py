@@ -1,6 +1,6 @@
 """One utterance of a WebSocket session, from its text pieces to audio messages in the outbox.
 
-    utt.pieces (text) -> one engine job per piece (engine_stream) -> AudioFrame (24 kHz float32, 80 ms)
+    utt.pieces (text) -> one engine job per piece (engine.stream) -> AudioFrame (24 kHz float32, 80 ms)
         -> PcmStream (the client's rate and encoding) -> one audio message per frame -> outbox
 
 `Synthesis.run()` returns the utterance's `complete` message; a failure raises `SynthesisFailed` with
@@ -21,12 +21,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..audio import PcmStream
+from ..engine.stream import stream_events
 from ..engine.types import AudioFrame
 from ..voices import VoiceError
 from . import protocol as p
 from .model_manager import ModelUnavailable
 from .outbox import Outgoing
-from .services import Services, engine_stream
+from .services import Services
 from .utterances import Marker, Piece, Stage, Utterance
 
 
@@ -61,7 +62,7 @@ class Synthesis:
                 continue
             began = loop.time()
             request = self.services.speech_request(piece, voice_args, language)
-            async with contextlib.aclosing(engine_stream(engine, request)) as events:
+            async with contextlib.aclosing(stream_events(engine, request)) as events:
                 async for event in events:
                     if isinstance(event, AudioFrame):
                         self._frame(event)

@@ -11,6 +11,7 @@ import soxr
 
 from makima_tts.audio import (
     AudioError,
+    PcmStream,
     StreamingResampler,
     encode_pcm,
     load_audio,
@@ -149,3 +150,26 @@ def test_streaming_wav_header_has_unknown_sizes():
     assert struct.unpack("<HHIIHH", wav_header(16000, "pcm32f")[20:36]) == (3, 1, 16000, 64000, 4, 32)
     known = wav_header(24000, "pcm16", num_samples=10)
     assert struct.unpack("<I", known[4:8])[0] == 36 + 20 and struct.unpack("<I", known[40:44])[0] == 20
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_pcm_stream_resamples_continuously_and_finishes_segments(rate):
+    """Chunks of 1920 samples resampled as one stream equal the whole resampled at once (no seams);
+    `finish()` returns the filter's tail and the next chunk starts a fresh segment."""
+    rng = np.random.default_rng(1)
+    t = np.arange(1920 * 10) / 24000
+    signal = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    out = PcmStream(24000, rate, "pcm32f")
+    whole = resample(signal, 24000, rate)
+    for _ in range(2):  # two segments: the second equals the first
+        streamed = np.concatenate([out.convert(signal[i * 1920 : (i + 1) * 1920]) for i in range(10)] + [out.finish()])
+        assert abs(streamed.shape[0] - whole.shape[0]) <= 1
+        n = min(streamed.shape[0], whole.shape[0])
+        np.testing.assert_allclose(streamed[:n], whole[:n], atol=1e-3)
+    assert np.frombuffer(out.encode(streamed), "<f4").shape == streamed.shape
+
+
+def test_pcm_stream_pcm16_at_the_model_rate():
+    out = PcmStream(24000, 24000, "pcm16")
+    assert np.frombuffer(out.encode(out.convert(np.full(1920, 0.5, np.float32))), "<i2")[0] == round(0.5 * 32767)
+    assert out.finish().shape == (0,)
