@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import torch
-from conftest import CountingModel
+from voices_helpers import CountingModel
 
 from makima_tts.voices import PromptCache, VoiceStore
 from makima_tts.voices.prompts import prompt_file

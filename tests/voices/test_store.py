@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CountingModel, GatedModel
+from voices_helpers import CountingModel, GatedModel
 
 from makima_tts.voices import (
     AudioTooLarge,

@@ -2,6 +2,7 @@
 
 On the OpenAI-compatible paths (`/v1/...`) the same object also carries OpenAI's `type` and `param`, and
 `code` uses OpenAI's names for a bad key and a rate limit, so OpenAI SDKs read our errors as their own.
+A `VoiceError` carries only its code; `VOICE_STATUS` gives the HTTP status.
 """
 
 from __future__ import annotations

@@ -12,12 +12,11 @@ from .errors import (
     VoiceNotFound,
     VoiceReadOnly,
 )
-from .prompts import SAMPLE_RATE, PromptCache, PromptModel
+from .prompts import PromptCache, PromptModel
 from .resolve import Clone, Design, PresetSpeaker, Resolved, VoiceChoice, VoiceResolver
 from .store import Voice, VoiceStore, check_voice_id
 
 __all__ = [
-    "SAMPLE_RATE",
     "AudioTooLarge",
     "BadAudio",
     "Clone",

@@ -257,12 +257,12 @@ class VoiceStore:
         """`prompt` for a voice whose manifest was already read (`get`): reads no manifest again."""
         if not voice.provisioned or voice.audio_path is None:
             raise VoiceNotFound(f"voice {voice.id!r} is not provisioned yet: {voice.setup_hint}")
-        if voice.built_in:
-            folder, still_current = self.cache_dir / voice.id, lambda: True
-        else:
-            folder = self.uploads_dir / voice.id
-            identity = _identity(folder, voice.id)
-            still_current = lambda: _identity(folder, voice.id, missing_ok=True) == identity  # noqa: E731
+        folder = (self.cache_dir if voice.built_in else self.uploads_dir) / voice.id
+        identity = None if voice.built_in else _identity(folder, voice.id)
+
+        def still_current() -> bool:  # built-in voices are never deleted
+            return identity is None or _identity(folder, voice.id, missing_ok=True) == identity
+
         return self.prompts.load_or_compute(
             voice.id, folder, model, clip=voice.audio_path, transcript=voice.transcript, still_current=still_current
         )
