@@ -73,6 +73,9 @@ def test_openai_speech(server):
     assert r.status_code == 400 and "wav or pcm" in r.json()["error"]["message"]
     r = httpx.post(url, json={"model": "tts-1", "input": SENTENCE, "voice": "ghost"})
     assert r.status_code == 404
+    error = r.json()["error"]  # OpenAI's error shape on /v1/
+    assert (error["code"], error["type"], error["param"]) == ("VOICE_NOT_FOUND", "invalid_request_error", None)
+    assert "GET /api/v1/voices" in error["message"]
 
 
 def test_health_ready_metrics(server):
@@ -81,8 +84,9 @@ def test_health_ready_metrics(server):
     body = ready.json()
     assert ready.status_code == 200 and body["ready"] is True
     assert body["modelState"] == "loaded" and body["progress"] == 1.0 and body["message"]
-    httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE}, timeout=60)
-    httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE, "voice": "ghost"})
+    assert httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE}, timeout=60).status_code == 200
+    ghost = httpx.post(f"{server.http}/api/v1/speak", json={"text": SENTENCE, "voice": "ghost"})
+    assert ghost.status_code == 404 and ghost.json()["error"]["code"] == "VOICE_NOT_FOUND"
     metrics = httpx.get(f"{server.http}/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text

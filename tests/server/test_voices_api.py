@@ -1,21 +1,17 @@
 """`/api/v1/voices` on a real server: listing, upload (clone) and delete, malformed uploads, hostile ids,
-persistence across a restart, and prompt caching keyed by the model fingerprint."""
+persistence across a restart, and deletes that leave nothing of the voice (the store and its prompt cache
+on their own: tests/voices)."""
 
 from __future__ import annotations
 
 import io
 import os
-import threading
 
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from server_helpers import REPO_VOICES, Client, run
-
-from makima_tts.voice_prompt import VoicePrompt
-from makima_tts.voices import VoiceStore
+from server_helpers import Client, run
 
 
 def clip(seconds: float, sr: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:
@@ -154,35 +150,6 @@ def test_uploaded_voice_survives_restart(start_server, tmp_path):
     assert prompts[0].stat().st_mtime_ns == stamp  # the saved prompt was reused, not recomputed
 
 
-class CountingModel:
-    """Stands in for TTSModel in a VoiceStore unit test: counts prompt computations."""
-
-    def __init__(self, fingerprint: str):
-        self.fingerprint, self.calls = fingerprint, 0
-
-    def create_voice_prompt(self, wav, sr, ref_text):
-        self.calls += 1
-        codes = torch.zeros(3, 16, dtype=torch.long) if ref_text else None
-        return VoicePrompt(mode="icl" if ref_text else "xvector", x_vector=torch.ones(8), ref_codes=codes,
-                           ref_text=ref_text)
-
-
-def test_prompt_cache_follows_the_model_fingerprint(tmp_path):
-    store = VoiceStore(REPO_VOICES, tmp_path / "data", cache_size=2)
-    model_a, model_b = CountingModel("weights-a"), CountingModel("weights-b")
-    store.prompt("default", model_a)
-    store.prompt("default", model_a)
-    assert model_a.calls == 1  # memory
-    fresh = VoiceStore(REPO_VOICES, tmp_path / "data", cache_size=2)
-    fresh.prompt("default", model_a)
-    assert model_a.calls == 1  # disk
-    fresh.prompt("default", model_b)
-    assert model_b.calls == 1  # other weights: recomputed
-    saved = list((tmp_path / "data" / "cache" / "builtin" / "default").glob("prompt-*.safetensors"))
-    assert len(saved) == 1  # the stale prompt was replaced
-    assert not (REPO_VOICES / "default" / "cache").exists()  # built-in voices stay read-only
-
-
 def test_delete_removes_the_clip_transcript_and_every_prompt(start_server, tmp_path):
     data = tmp_path / "data"
     srv = start_server(data_dir=data)
@@ -209,35 +176,5 @@ def test_delete_removes_the_clip_transcript_and_every_prompt(start_server, tmp_p
     after = tree(data)
     assert after == before - mine and not any("carol" in p for p in after)
     assert store.cached_prompt("carol", fingerprint) is None
-    assert not any(key[0] == "carol" for key in store._lru)
+    assert not any(key[0] == "carol" for key in store.prompts._lru)
     assert not any("Personal words." in open(p, "rb").read().decode("latin-1") for p in after)
-
-
-class GatedModel(CountingModel):
-    """A prompt computation that waits until the test lets it finish."""
-
-    def __init__(self, fingerprint: str):
-        super().__init__(fingerprint)
-        self.entered, self.gate = threading.Event(), threading.Event()
-
-    def create_voice_prompt(self, wav, sr, ref_text):
-        self.entered.set()
-        assert self.gate.wait(60)
-        return super().create_voice_prompt(wav, sr, ref_text)
-
-
-def test_a_prompt_computed_while_its_voice_is_deleted_is_not_kept(tmp_path):
-    store = VoiceStore(REPO_VOICES, tmp_path / "data")
-    wav = np.sin(np.arange(48000) / 10).astype(np.float32) * 0.3
-    store.add("dave", wav, model=CountingModel("weights-a"), transcript="Dave's words.")
-    before_voice = tree(tmp_path / "data")
-    gated = GatedModel("weights-b")  # other weights: the prompt must be computed again
-    worker = threading.Thread(target=store.prompt, args=("dave", gated))
-    worker.start()
-    assert gated.entered.wait(60)
-    store.delete("dave")
-    gated.gate.set()
-    worker.join(60)
-    assert not any("dave" in p for p in tree(tmp_path / "data"))
-    assert before_voice and store.cached_prompt("dave", "weights-a") is None
-    assert store.cached_prompt("dave", "weights-b") is None

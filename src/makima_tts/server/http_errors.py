@@ -2,6 +2,7 @@
 
 On the OpenAI-compatible paths (`/v1/...`) the same object also carries OpenAI's `type` and `param`, and
 `code` uses OpenAI's names for a bad key and a rate limit, so OpenAI SDKs read our errors as their own.
+A `VoiceError` carries only its code; `VOICE_STATUS` gives the HTTP status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from .limits import RateLimited
 
 OPENAI_PREFIX = "/v1/"
 _OPENAI_CODES = {"UNAUTHORIZED": "invalid_api_key", "RATE_LIMITED": "rate_limit_exceeded"}
+VOICE_STATUS = {  # `VoiceError.code` → HTTP status
+    "VOICE_NOT_FOUND": 404,
+    "VOICE_EXISTS": 409,
+    "VOICE_READ_ONLY": 403,
+    "INVALID_VOICE_ID": 422,
+    "BAD_AUDIO": 422,
+    "UNSUPPORTED_AUDIO": 415,
+    "AUDIO_TOO_LARGE": 413,
+}
 
 
 class ErrorDetail(BaseModel):
@@ -70,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(VoiceError)
     async def _voice_error(request: Request, exc: VoiceError) -> JSONResponse:
-        return _reply(request, exc.status, exc.code, exc.message)
+        return _reply(request, VOICE_STATUS.get(exc.code, 400), exc.code, exc.message)
 
     @app.exception_handler(RateLimited)
     async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from ..voices import Voice, VoiceNotFound, VoiceReadOnly, check_voice_id
+from ..voices import Voice, VoiceExists, VoiceNotFound, VoiceReadOnly, check_voice_id
+from ..voices.resolve import preset_voice, preset_voices
 from .auth import client_key
 from .deps import get_services, loaded_model
 from .http_errors import ApiError, error_responses
@@ -40,25 +41,14 @@ class VoiceList(BaseModel):
     default: str
 
 
-def _preset_voices(services: Services) -> list[Voice]:
-    return [
-        Voice(id=name.lower(), name=name, language=None, description="preset speaker of the loaded model",
-              mode="preset", built_in=True, created_at=None)
-        for name in services.preset_speakers()
-    ]
-
-
 async def _find(services: Services, voice_id: str) -> Voice:
-    for preset in _preset_voices(services):
-        if preset.id == voice_id:
-            return preset
-    return await asyncio.to_thread(services.voices.get, voice_id)
+    return preset_voice(voice_id, services.models.tts) or await asyncio.to_thread(services.voices.get, voice_id)
 
 
 @router.get("", response_model=VoiceList, summary="List the voices")
 async def list_voices(services: Services = Depends(get_services)) -> VoiceList:
     stored = await asyncio.to_thread(services.voices.list)
-    presets = [v for v in _preset_voices(services) if v.id not in {s.id for s in stored}]
+    presets = [v for v in preset_voices(services.models.tts) if v.id not in {s.id for s in stored}]
     default = services.settings.default_voice
     return VoiceList(voices=[VoiceOut(**v.to_json(default)) for v in presets + stored], default=default)
 
@@ -104,13 +94,9 @@ async def create_voice(
     services.limits.count_upload(client_key(request, services.settings))
     store = services.voices
     voice_id = check_voice_id(id) if id else f"voice-{secrets.token_hex(4)}"
-    if any(p.id == voice_id for p in _preset_voices(services)):
-        raise ApiError(409, "VOICE_EXISTS", f"voice id {voice_id!r} is a preset speaker; choose another id")
-    try:
-        await asyncio.to_thread(store.get, voice_id)
-        raise ApiError(409, "VOICE_EXISTS", f"voice id {voice_id!r} is taken; choose another id or DELETE it first")
-    except VoiceNotFound:
-        pass
+    if preset_voice(voice_id, services.models.tts):
+        raise VoiceExists(f"voice id {voice_id!r} is a preset speaker; choose another id")
+    await asyncio.to_thread(store.check_free, voice_id)
     try:
         language = services.models.canonical_language(language) if language else None
     except ValueError as exc:
@@ -136,7 +122,7 @@ async def create_voice(
     summary="Delete an uploaded voice",
 )
 async def delete_voice(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> Response:
-    if any(p.id == voice_id for p in _preset_voices(services)):
+    if preset_voice(voice_id, services.models.tts):
         raise VoiceReadOnly(f"voice {voice_id!r} is a preset speaker of the model and cannot be deleted")
     await asyncio.to_thread(services.voices.delete, voice_id)
     return Response(status_code=204)

@@ -1,92 +1,46 @@
-"""VoiceStore: the voices a server can speak with, and their prompts.
+"""VoiceStore: the voices a server can speak with, their manifests, uploads and deletion.
 
 Two sources:
 - built-in voices, read-only, one folder each under `voices/` with a `voice.json` manifest
   (`name`, `language`, `description`, `audio`, `transcript` file names) and the files it names; a manifest
-  whose clip is missing is listed as not provisioned;
-- uploaded voices under `DATA_DIR/voices/<id>/` (`voice.json`, `reference.wav` normalised to 24 kHz mono),
-  written atomically (a temporary folder renamed into place).
+  whose clip is missing is listed as not provisioned (its `setup` field, if any, says what to do);
+- uploaded voices under `DATA_DIR/voices/<id>/` (`voice.json` with the transcript in `transcriptText`,
+  `reference.wav` normalised to 24 kHz mono, `prompt-*.safetensors`), written atomically (a `.tmp-*`
+  staging folder renamed into place).
 
-A prompt (`VoicePrompt`) depends on the loaded weights, so the reference clip is the source of truth and
-the computed prompt is saved beside it as `prompt-<fingerprint hash>.safetensors` (built-in voices: under
-`DATA_DIR/cache/builtin/<id>/`), recomputed when the model's fingerprint changes, and kept in a small
-in-memory LRU. Every method that touches the model or the disk is blocking: call it from a worker thread.
+The prompts derived from the clips are kept by `prompts.PromptCache` (`self.prompts`): in an uploaded
+voice's folder, or under `DATA_DIR/cache/builtin/<id>/` for a built-in one. Every method that touches the
+disk or the model is blocking: call it from a worker thread.
 
-Deleting an uploaded voice removes its folder (clip, manifest with the transcript, saved prompts) and its
-prompts in memory; a prompt still being computed for it when it is deleted is neither saved nor kept
-(`_files_lock` orders the two, and the folder's identity tells a re-created voice of the same id apart).
+Deleting an uploaded voice renames its folder to `.trash-*` (gone from listings at once), drops its
+prompts from memory, then removes the folder (clip, manifest with the transcript, saved prompts); leftover
+`.trash-*` folders are removed at start-up. A prompt still being computed when its voice is deleted is
+neither saved nor kept (`prompts.files_lock` orders the two; the manifest's identity tells a re-created
+voice of the same id apart).
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from .voice_prompt import VoicePrompt
+from ..voice_prompt import VoicePrompt
+from .errors import InvalidVoiceId, VoiceExists, VoiceNotFound, VoiceReadOnly
+from .prompts import SAMPLE_RATE, PromptCache, PromptModel, prompt_file
+from .upload import decode_upload
 
 VOICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SAMPLE_RATE = 24000
 MANIFEST = "voice.json"
 REFERENCE = "reference.wav"
-
-
-class VoiceError(Exception):
-    """A request about voices that cannot be served; `status` is the HTTP status that fits."""
-
-    status = 400
-    code = "INVALID_VOICE"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class VoiceNotFound(VoiceError):
-    status, code = 404, "VOICE_NOT_FOUND"
-
-
-class VoiceExists(VoiceError):
-    status, code = 409, "VOICE_EXISTS"
-
-
-class VoiceReadOnly(VoiceError):
-    status, code = 403, "VOICE_READ_ONLY"
-
-
-class InvalidVoiceId(VoiceError):
-    status, code = 422, "INVALID_VOICE_ID"
-
-
-class BadAudio(VoiceError):
-    status, code = 422, "BAD_AUDIO"
-
-
-class UnsupportedAudio(BadAudio):
-    status, code = 415, "UNSUPPORTED_AUDIO"
-
-
-class AudioTooLarge(BadAudio):
-    status, code = 413, "AUDIO_TOO_LARGE"
-
-
-class PromptModel(Protocol):
-    fingerprint: str
-
-    def create_voice_prompt(self, wav: np.ndarray, sr: int, ref_text: str | None) -> VoicePrompt: ...
 
 
 @dataclass(frozen=True)
@@ -126,24 +80,12 @@ def check_voice_id(voice_id: str) -> str:
     return voice_id
 
 
-def _fingerprint_tag(fingerprint: str) -> str:
-    return hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+def not_found(voice_id: str) -> VoiceNotFound:
+    return VoiceNotFound(f"voice {voice_id!r} not found (GET /api/v1/voices lists the voices)")
 
 
-def _resample(wav: np.ndarray, sr: int) -> np.ndarray:
-    from .audio import resample
-
-    return resample(wav, sr, SAMPLE_RATE)
-
-
-def _channels(data: bytes) -> int | None:
-    """The channel count from the file header, or None when it cannot be read (decoding reports that)."""
-    import soundfile
-
-    try:
-        return soundfile.info(io.BytesIO(data)).channels
-    except Exception:
-        return None
+def taken(voice_id: str) -> VoiceExists:
+    return VoiceExists(f"voice id {voice_id!r} is taken; choose another id or DELETE it first")
 
 
 def _identity(folder: Path, voice_id: str, missing_ok: bool = False) -> tuple[int, int, int] | None:
@@ -153,7 +95,7 @@ def _identity(folder: Path, voice_id: str, missing_ok: bool = False) -> tuple[in
     except FileNotFoundError:
         if missing_ok:
             return None
-        raise VoiceNotFound(f"voice {voice_id!r} not found (GET /api/v1/voices lists the voices)") from None
+        raise not_found(voice_id) from None
     return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
@@ -177,11 +119,8 @@ class VoiceStore:
         self.uploads_dir = self.data_dir / "voices"
         self.cache_dir = self.data_dir / "cache" / "builtin"
         self.min_seconds, self.max_seconds, self.max_bytes = min_seconds, max_seconds, max_bytes
+        self.prompts = PromptCache(cache_size)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        self._lru: OrderedDict[tuple[str, str], VoicePrompt] = OrderedDict()
-        self._lru_size = cache_size
-        self._lock = threading.Lock()  # the LRU
-        self._files_lock = threading.Lock()  # deleting a voice vs. saving a prompt into its folder
         for leftover in self.uploads_dir.glob(".trash-*"):  # a deletion that was interrupted
             shutil.rmtree(leftover)
 
@@ -194,11 +133,12 @@ class VoiceStore:
         return sorted(voices.values(), key=lambda v: (not v.built_in, v.id))
 
     def get(self, voice_id: str) -> Voice:
+        """The voice's manifest, read once (VoiceNotFound, InvalidVoiceId)."""
         check_voice_id(voice_id)
         for folder, built_in in ((self.builtin_dir / voice_id, True), (self.uploads_dir / voice_id, False)):
             if (folder / MANIFEST).is_file():
                 return self._read_voice(folder, built_in)
-        raise VoiceNotFound(f"voice {voice_id!r} not found (GET /api/v1/voices lists the voices)")
+        raise not_found(voice_id)
 
     def _builtin_voices(self) -> list[Voice]:
         if not self.builtin_dir.is_dir():
@@ -240,29 +180,13 @@ class VoiceStore:
 
     def decode_upload(self, data: bytes) -> np.ndarray:
         """Bytes of an uploaded clip → float32 mono at 24 kHz, or a `BadAudio` saying what to fix."""
-        from .audio import AudioError, load_audio
+        return decode_upload(data, min_seconds=self.min_seconds, max_seconds=self.max_seconds, max_bytes=self.max_bytes)
 
-        if len(data) > self.max_bytes:
-            raise AudioTooLarge(f"audio file is {len(data)} bytes; the limit is {self.max_bytes} bytes")
-        if not data:
-            raise BadAudio("the audio file is empty")
-        channels = _channels(data)
-        if channels is not None and channels > 2:
-            raise BadAudio(f"audio has {channels} channels; send mono or stereo")
-        try:
-            wav, sr = load_audio(data)  # float32 mono (channels averaged)
-        except AudioError as exc:
-            raise UnsupportedAudio(f"{exc}; send a WAV, FLAC or OGG file (mono or stereo, 3-20 s of speech)") from None
-        seconds = wav.shape[0] / sr
-        if seconds < self.min_seconds:
-            raise BadAudio(f"audio is {seconds:.2f} s long; send at least {self.min_seconds:g} s of speech")
-        if seconds > self.max_seconds:
-            raise BadAudio(f"audio is {seconds:.1f} s long; send at most {self.max_seconds:g} s (3-20 s works best)")
-        if not np.isfinite(wav).all() or float(np.abs(wav).max()) < 1e-4:
-            raise BadAudio("audio is silent (or not finite); send a recording of someone speaking")
-        if sr != SAMPLE_RATE:
-            wav = _resample(wav, sr)
-        return np.clip(wav, -1.0, 1.0).astype(np.float32)
+    def check_free(self, voice_id: str) -> None:
+        """Raise `VoiceExists` (or `InvalidVoiceId`) unless a new voice may take `voice_id`."""
+        check_voice_id(voice_id)
+        if (self.builtin_dir / voice_id).exists() or (self.uploads_dir / voice_id).exists():
+            raise taken(voice_id)
 
     def add(
         self,
@@ -275,11 +199,9 @@ class VoiceStore:
         language: str | None = None,
     ) -> Voice:
         """Store a new uploaded voice and its prompt for `model` (blocking: computes the prompt)."""
-        from .audio import write_wav
+        from ..audio import write_wav
 
-        check_voice_id(voice_id)
-        if (self.builtin_dir / voice_id).exists() or (self.uploads_dir / voice_id).exists():
-            raise VoiceExists(f"voice id {voice_id!r} is taken; choose another id or DELETE it first")
+        self.check_free(voice_id)
         transcript = (transcript or "").strip() or None
         prompt = model.create_voice_prompt(wav, SAMPLE_RATE, transcript)
         meta = {
@@ -294,13 +216,13 @@ class VoiceStore:
         try:
             write_wav(staging / REFERENCE, wav, SAMPLE_RATE)
             (staging / MANIFEST).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            prompt.save(staging / f"prompt-{_fingerprint_tag(model.fingerprint)}.safetensors")
-            with self._files_lock:
+            prompt.save(staging / prompt_file(model.fingerprint))
+            with self.prompts.files_lock:
                 os.rename(staging, self.uploads_dir / voice_id)  # atomic: the voice appears whole or not at all
-                self._remember(voice_id, model.fingerprint, prompt)
+                self.prompts.remember(voice_id, model.fingerprint, prompt)
         except FileExistsError:
             shutil.rmtree(staging, ignore_errors=True)
-            raise VoiceExists(f"voice id {voice_id!r} is taken; choose another id or DELETE it first") from None
+            raise taken(voice_id) from None
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if exc.errno == errno.ENOTEMPTY:  # the id appeared meanwhile
@@ -313,68 +235,34 @@ class VoiceStore:
         if voice.built_in:
             raise VoiceReadOnly(f"voice {voice_id!r} is built in and cannot be deleted")
         trash = self.uploads_dir / f".trash-{voice_id}-{os.getpid()}-{time.monotonic_ns()}"
-        with self._files_lock:
+        with self.prompts.files_lock:
             os.rename(self.uploads_dir / voice_id, trash)  # gone from listings at once, atomically
-            with self._lock:
-                for key in [k for k in self._lru if k[0] == voice_id]:
-                    del self._lru[key]
+            self.prompts.forget(voice_id)
         shutil.rmtree(trash)  # a failure leaves .trash-*, removed at the next start
 
     # --- prompts -----------------------------------------------------------------------------------
 
     def cached_prompt(self, voice_id: str, fingerprint: str) -> VoicePrompt | None:
         """The in-memory prompt if there is one (cheap: safe to call on the event loop)."""
-        with self._lock:
-            prompt = self._lru.get((voice_id, fingerprint))
-            if prompt is not None:
-                self._lru.move_to_end((voice_id, fingerprint))
-            return prompt
+        return self.prompts.cached(voice_id, fingerprint)
 
     def prompt(self, voice_id: str, model: PromptModel) -> VoicePrompt:
         """The voice's prompt for `model`: memory, else its saved file, else computed and saved."""
-        cached = self.cached_prompt(voice_id, model.fingerprint)
+        cached = self.prompts.cached(voice_id, model.fingerprint)
         if cached is not None:
             return cached
-        voice = self.get(voice_id)
+        return self.prompt_for(self.get(voice_id), model)
+
+    def prompt_for(self, voice: Voice, model: PromptModel) -> VoicePrompt:
+        """`prompt` for a voice whose manifest was already read (`get`): reads no manifest again."""
         if not voice.provisioned or voice.audio_path is None:
-            raise VoiceNotFound(f"voice {voice_id!r} is not provisioned yet: {voice.setup_hint}")
-        folder = (self.cache_dir / voice_id) if voice.built_in else (self.uploads_dir / voice_id)
-        identity = None if voice.built_in else _identity(folder, voice_id)
-        path = folder / f"prompt-{_fingerprint_tag(model.fingerprint)}.safetensors"
-        prompt = None
-        if path.is_file():
-            try:
-                prompt = VoicePrompt.load(path)
-            except (OSError, ValueError, KeyError):
-                prompt = None  # a damaged file is recomputed below
-        computed = prompt is None
-        if computed:
-            from .audio import load_audio
+            raise VoiceNotFound(f"voice {voice.id!r} is not provisioned yet: {voice.setup_hint}")
+        folder = (self.cache_dir if voice.built_in else self.uploads_dir) / voice.id
+        identity = None if voice.built_in else _identity(folder, voice.id)
 
-            wav, sr = load_audio(voice.audio_path)
-            if sr != SAMPLE_RATE:
-                wav = _resample(wav, sr)
-            prompt = model.create_voice_prompt(wav, SAMPLE_RATE, voice.transcript)
-        with self._files_lock:
-            if identity is not None and _identity(folder, voice_id, missing_ok=True) != identity:
-                return prompt  # deleted (or re-created) meanwhile: keep nothing of it
-            if computed:
-                folder.mkdir(parents=True, exist_ok=True)
-                for stale in folder.glob("prompt-*.safetensors"):
-                    stale.unlink(missing_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
-                os.close(fd)
-                try:
-                    prompt.save(tmp)
-                    os.replace(tmp, path)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
-            self._remember(voice_id, model.fingerprint, prompt)
-        return prompt
+        def still_current() -> bool:  # built-in voices are never deleted
+            return identity is None or _identity(folder, voice.id, missing_ok=True) == identity
 
-    def _remember(self, voice_id: str, fingerprint: str, prompt: VoicePrompt) -> None:
-        with self._lock:
-            self._lru[(voice_id, fingerprint)] = prompt
-            self._lru.move_to_end((voice_id, fingerprint))
-            while len(self._lru) > self._lru_size:
-                self._lru.popitem(last=False)
+        return self.prompts.load_or_compute(
+            voice.id, folder, model, clip=voice.audio_path, transcript=voice.transcript, still_current=still_current
+        )
