@@ -4,7 +4,6 @@ from a trusted proxy."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -95,14 +94,15 @@ def test_http_syntheses_per_address(start_server):
     srv = start_server(max_syntheses_per_client=1)
     srv.wait_loaded()
     entered, gate = threading.Event(), threading.Event()
-    lookup = srv.services.voice_exists
+    resolver = srv.services.resolver
+    lookup = resolver.check
 
-    async def gated_lookup(voice_id: str) -> None:
+    def gated_lookup(voice_id, tts) -> None:  # runs in a worker thread
         entered.set()
-        await asyncio.to_thread(gate.wait, TIMEOUT)
-        await lookup(voice_id)
+        gate.wait(TIMEOUT)
+        lookup(voice_id, tts)
 
-    srv.services.voice_exists = gated_lookup
+    resolver.check = gated_lookup
     first: list[httpx.Response] = []
     speak = threading.Thread(target=lambda: first.append(httpx.post(f"{srv.http}/api/v1/speak", json={"text": "hi"},
                                                                     timeout=TIMEOUT)))
@@ -116,7 +116,7 @@ def test_http_syntheses_per_address(start_server):
         third = httpx.post(f"{srv.http}/api/v1/speak", json={"text": "hi"})
         assert third.status_code == 429 and third.json()["error"]["code"] == "RATE_LIMITED"
     finally:
-        srv.services.voice_exists = lookup
+        resolver.check = lookup
         gate.set()
         speak.join(TIMEOUT)
     assert first[0].status_code == 200

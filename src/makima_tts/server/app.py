@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..voices import VoiceStore
+from ..voices import VoiceResolver, VoiceStore
 from .auth import OriginGuard, TokenGuard
 from .http_errors import install_error_handlers
 from .limits import ClientLimits
@@ -61,9 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             voices.prompt(settings.default_voice, tts)
 
     models = ModelManager(settings, after_load=prepare_default_voice)
-    services = Services(
-        settings=settings, models=models, voices=voices, metrics=Metrics(), limits=ClientLimits(settings)
-    )
+    resolver = VoiceResolver(voices, default_voice=settings.default_voice, default_instruct=settings.default_instruct,
+                             default_language=settings.default_language)
+    services = Services(settings=settings, models=models, voices=voices, resolver=resolver, metrics=Metrics(),
+                        limits=ClientLimits(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -15,6 +15,7 @@ from . import protocol as p
 from .protocol import CloseCode
 from .segmenter import TextSegmenter
 from .settings import AUDIO_TRANSPORTS, ENCODINGS, SAMPLE_RATES
+from .speech_requests import check_voice
 from .utterances import AudioFormat, TextState, Utterance
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ async def configure(session: Session, values: dict[str, Any]) -> tuple[str, str]
     voice = values.get("voice", session.voice)
     if voice is not None:
         try:
-            await session.services.voice_exists(voice)
+            await check_voice(session.services, voice)
         except VoiceError as exc:
             return "VOICE_NOT_FOUND", exc.message
     session.format = AudioFormat(sample_rate, encoding, transport)
@@ -128,7 +129,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
     voice = msg.voice or session.voice or s.default_voice
     try:
         language = session.services.models.canonical_language(msg.language) if msg.language else session.language
-        await session.services.voice_exists(voice)
+        await check_voice(session.services, voice)
     except ValueError as exc:
         reject("INVALID_MESSAGE", str(exc))
         return

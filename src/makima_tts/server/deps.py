@@ -1,9 +1,11 @@
-"""Route dependencies: the app's `Services`, and the loaded model (or a 503 that says when to retry)."""
+"""Route dependencies: the app's `Services` (`ServicesDep`), and the loaded model (or a 503 that says when to
+retry)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from .http_errors import ApiError
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 
 def get_services(conn: HTTPConnection) -> Services:
     return conn.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def loaded_model(services: Services) -> tuple[TTSModel, Engine]:

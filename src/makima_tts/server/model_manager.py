@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..voices.resolve import canonical_language
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -61,13 +62,7 @@ class ModelManager:
 
     def canonical_language(self, language: str | None) -> str | None:
         """The checkpoint's spelling of `language` (case-insensitive), or ValueError naming the choices."""
-        if language is None:
-            return None
-        choices = self.languages()
-        for name in choices:
-            if name.lower() == language.strip().lower():
-                return name
-        raise ValueError(f"unknown language {language!r}; choose one of: {', '.join(choices)}")
+        return canonical_language(language, self.languages())
 
     def languages(self) -> list[str]:
         """The checkpoint's languages: from the loaded model, else from a local directory's config."""

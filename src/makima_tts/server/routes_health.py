@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from .deps import get_services
+from .deps import ServicesDep
 from .http_errors import ApiError, error_responses
 from .metrics import CONTENT_TYPE
-from .services import Services
 
 router = APIRouter()
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -45,7 +44,7 @@ async def health() -> Health:
     tags=["ops"],
     summary="Readiness and model load progress (0..1)",
 )
-async def ready(services: Services = Depends(get_services)) -> JSONResponse:
+async def ready(services: ServicesDep) -> JSONResponse:
     status = services.models.status()
     # Lazy loading: an idle server that has not loaded yet is ready (the first request loads the model).
     is_ready = status["modelState"] == "loaded" or (status["modelState"] == "not_loaded" and not status["error"])
@@ -60,7 +59,7 @@ async def ready(services: Services = Depends(get_services)) -> JSONResponse:
     tags=["ops"],
     summary="Prometheus metrics",
 )
-async def metrics(services: Services = Depends(get_services)) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     services.metrics.model_loaded.set(1 if services.models.loaded else 0)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 

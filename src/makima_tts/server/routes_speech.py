@@ -11,9 +11,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
@@ -23,14 +24,19 @@ from ..engine.stream import stream_events
 from ..engine.types import AudioFrame, Finished
 from ..voices import VoiceError
 from .auth import client_key
-from .deps import get_services, loaded_model
+from .deps import ServicesDep, loaded_model
 from .http_errors import ApiError, error_responses
 from .limits import Held
 from .segmenter import split_text
-from .services import OPENAI_VOICES, Services
+from .services import Services
+from .speech_requests import check_voice, resolve_voicing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
+# OpenAI's voice names: clients often send one; they get the default voice.
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+)
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
 _AUDIO_RESPONSES = {
     200: {
@@ -112,13 +118,12 @@ async def _start_speech(
     except ValueError as exc:
         raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
     voice = voice or settings.default_voice
-    await services.voice_exists(voice)  # VoiceError → 404 before loading anything
+    await check_voice(services, voice)  # VoiceError → 404 before loading anything
     tts, engine = await loaded_model(services)
-    voice_args = await services.voice_args(tts, voice)
+    voicing = await resolve_voicing(services, tts, voice, language)
+    requests = [voicing.request(piece) for piece in split_text(text)]
     if instruct and tts.config.supports_instruct:
-        voice_args["instruct"] = instruct
-    language = language or await services.default_language(voice)
-    requests = [services.speech_request(piece, voice_args, language) for piece in split_text(text)]
+        requests = [replace(r, instruct=instruct) for r in requests]
     out = PcmStream(tts.sample_rate, sample_rate, encoding)
 
     async def body() -> AsyncIterator[bytes]:
@@ -160,7 +165,7 @@ async def _start_speech(
     responses={**_AUDIO_RESPONSES, **error_responses(400, 401, 403, 404, 422, 429, 503)},
     summary="Say a text; the audio streams back as it is generated",
 )
-async def speak(body: SpeakBody, request: Request, services: Services = Depends(get_services)) -> StreamingResponse:
+async def speak(body: SpeakBody, request: Request, services: ServicesDep) -> StreamingResponse:
     return await _speech(
         services, request, body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav"
     )
@@ -173,7 +178,7 @@ async def speak(body: SpeakBody, request: Request, services: Services = Depends(
     summary="OpenAI-compatible speech (response_format wav or pcm)",
 )
 async def openai_speech(
-    body: OpenAISpeechBody, request: Request, services: Services = Depends(get_services)
+    body: OpenAISpeechBody, request: Request, services: ServicesDep
 ) -> StreamingResponse:
     fmt = body.response_format.lower()
     if fmt not in ("wav", "pcm"):
@@ -181,7 +186,7 @@ async def openai_speech(
     voice = body.voice
     if voice.lower() in OPENAI_VOICES:
         try:
-            await services.voice_exists(voice.lower())
+            await check_voice(services, voice.lower())
             voice = voice.lower()
         except VoiceError:
             voice = services.settings.default_voice

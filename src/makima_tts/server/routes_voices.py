@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from ..voices import Voice, VoiceExists, VoiceNotFound, VoiceReadOnly, check_voice_id
 from ..voices.resolve import preset_voice, preset_voices
 from .auth import client_key
-from .deps import get_services, loaded_model
+from .deps import ServicesDep, loaded_model
 from .http_errors import ApiError, error_responses
 from .services import Services
 
@@ -46,7 +46,7 @@ async def _find(services: Services, voice_id: str) -> Voice:
 
 
 @router.get("", response_model=VoiceList, summary="List the voices")
-async def list_voices(services: Services = Depends(get_services)) -> VoiceList:
+async def list_voices(services: ServicesDep) -> VoiceList:
     stored = await asyncio.to_thread(services.voices.list)
     presets = [v for v in preset_voices(services.models.tts) if v.id not in {s.id for s in stored}]
     default = services.settings.default_voice
@@ -54,7 +54,7 @@ async def list_voices(services: Services = Depends(get_services)) -> VoiceList:
 
 
 @router.get("/{voice_id}", response_model=VoiceOut, responses=error_responses(404, 422), summary="One voice")
-async def get_voice(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> VoiceOut:
+async def get_voice(services: ServicesDep, voice_id: str = VoiceId) -> VoiceOut:
     return VoiceOut(**(await _find(services, voice_id)).to_json(services.settings.default_voice))
 
 
@@ -64,7 +64,7 @@ async def get_voice(voice_id: str = VoiceId, services: Services = Depends(get_se
     responses={200: {"content": {"audio/wav": {}}, "description": "The reference clip"}, **error_responses(404, 422)},
     summary="The voice's reference clip",
 )
-async def get_voice_audio(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> FileResponse:
+async def get_voice_audio(services: ServicesDep, voice_id: str = VoiceId) -> FileResponse:
     voice = await _find(services, voice_id)
     if voice.audio_path is None:
         raise VoiceNotFound(f"voice {voice_id!r} has no reference clip ({voice.setup_hint or 'preset speaker'})")
@@ -84,12 +84,12 @@ async def get_voice_audio(voice_id: str = VoiceId, services: Services = Depends(
 )
 async def create_voice(
     request: Request,
+    services: ServicesDep,
     audio: UploadFile = File(..., description="reference clip"),
     transcript: str | None = Form(None, max_length=2000),
     name: str | None = Form(None, max_length=200),
     language: str | None = Form(None, max_length=64),
     id: str | None = Form(None, max_length=200),
-    services: Services = Depends(get_services),
 ) -> VoiceOut:
     services.limits.count_upload(client_key(request, services.settings))
     store = services.voices
@@ -121,7 +121,7 @@ async def create_voice(
     responses=error_responses(403, 404, 422),
     summary="Delete an uploaded voice",
 )
-async def delete_voice(voice_id: str = VoiceId, services: Services = Depends(get_services)) -> Response:
+async def delete_voice(services: ServicesDep, voice_id: str = VoiceId) -> Response:
     if preset_voice(voice_id, services.models.tts):
         raise VoiceReadOnly(f"voice {voice_id!r} is a preset speaker of the model and cannot be deleted")
     await asyncio.to_thread(services.voices.delete, voice_id)

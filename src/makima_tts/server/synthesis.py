@@ -28,6 +28,7 @@ from . import protocol as p
 from .model_manager import ModelUnavailable
 from .outbox import Outgoing
 from .services import Services
+from .speech_requests import resolve_voicing
 from .utterances import Marker, Piece, Stage, Utterance
 
 
@@ -48,8 +49,7 @@ class Synthesis:
         stats.started_at = loop.time()
         try:
             tts, engine = await self.services.models.wait_loaded()
-            voice_args = await self.services.voice_args(tts, utt.voice)
-            language = utt.language or await self.services.default_language(utt.voice)
+            voicing = await resolve_voicing(self.services, tts, utt.voice, utt.language)
         except ModelUnavailable as exc:
             raise SynthesisFailed("SYNTHESIS_ERROR", str(exc)) from None
         except VoiceError as exc:
@@ -61,7 +61,7 @@ class Synthesis:
                 self._flushed()
                 continue
             began = loop.time()
-            request = self.services.speech_request(piece, voice_args, language)
+            request = voicing.request(piece)
             async with contextlib.aclosing(stream_events(engine, request)) as events:
                 async for event in events:
                     if isinstance(event, AudioFrame):
