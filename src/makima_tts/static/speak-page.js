@@ -186,9 +186,13 @@ async function toggleRecording() {
       setNote(`The microphone is not available: ${err.message}`, "error");
       return;
     }
-    recording.mic.startRecording();
+    const { mic } = recording;
+    mic.startRecording();
     button.textContent = "Stop recording";
     $("record-info").textContent = "Recording… speak now.";
+    mic.addEventListener("level", () => {
+      if (mic.recording) $("record-info").textContent = `Recording… ${mic.recordedSeconds.toFixed(1)} s; speak now.`;
+    });
     return;
   }
   const { mic } = recording;
