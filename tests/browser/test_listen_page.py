@@ -38,7 +38,8 @@ def test_barge_in_from_the_microphone_cancels_playback(tab):
     tab.page.click("#mic")
     tab.page.wait_for_function("makima.bargeIns.length > 0", timeout=15_000)
     assert tab.page.inner_text("#mic") == "Stop microphone"
-    assert tab.page.inner_text("#metrics").startswith("Microphone on — hearing you."), tab.page.inner_text("#metrics")
+    mic_line = tab.page.inner_text("#metrics")
+    assert mic_line.startswith("Microphone on — hearing you."), mic_line
     tab.page.wait_for_function("window.reply.ack !== null")
     played_at_ack = tab.page.evaluate("window.reply.ack")
     assert tab.page.evaluate("makima.bargeIns[0].playedMs") > 0

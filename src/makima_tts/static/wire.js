@@ -4,7 +4,7 @@
  * the close codes with their words (the one copy in the JS of the server's CloseCode), and SpeakError.
  */
 
-export const PROTOCOL = "tts.v1";
+const PROTOCOL = "tts.v1";
 const TOKEN_PREFIX = "tts.token.";
 const SUBPROTOCOL_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/; // what a Sec-WebSocket-Protocol entry may hold
 
