@@ -41,14 +41,14 @@ export class SpeakClient extends EventTarget {
 
   // Playback (null / 0 without a player): the AudioContext, an AnalyserNode for meters, the id playing, and
   // what the worklet actually played of an utterance (or, without an id, in total).
-  get audioContext() { return this.player?.context ?? null; } // prettier-ignore
-  get analyser() { return this.player?.analyser ?? null; } // prettier-ignore
-  get playing() { return this.player?.playing ?? null; } // prettier-ignore
-  get underruns() { return this.player?.underruns ?? 0; } // prettier-ignore
-  playedSamples(id) { return this.player?.playedSamples(id) ?? 0; } // prettier-ignore
-  playedMs(id) { return Math.round((1000 * this.playedSamples(id)) / this.sampleRate); } // prettier-ignore
-  playedPeak(id) { return this.player?.peak(id) ?? 0; } // prettier-ignore
-  resumeAudio() { return this.player?.resume() ?? Promise.resolve(); } // prettier-ignore
+  get audioContext() { return this.player?.context ?? null; }
+  get analyser() { return this.player?.analyser ?? null; }
+  get playing() { return this.player?.playing ?? null; }
+  get underruns() { return this.player?.underruns ?? 0; }
+  playedSamples(id) { return this.player?.playedSamples(id) ?? 0; }
+  playedMs(id) { return Math.round((1000 * this.playedSamples(id)) / this.sampleRate); }
+  playedPeak(id) { return this.player?.peak(id) ?? 0; }
+  resumeAudio() { return this.player?.resume() ?? Promise.resolve(); }
 
   /** ready → start → started; resolves with `ready`, rejects with a SpeakError (e.g. UNAUTHORIZED). The player
    * is made first: call from a user gesture, or call `resumeAudio()` from one later. */
@@ -138,7 +138,7 @@ export class SpeakClient extends EventTarget {
   }
 
   // ---- internals ---------------------------------------------------------------------------------------
-  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); } // prettier-ignore
+  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
 
   setState(state) {
     const previous = this.state;
@@ -176,7 +176,7 @@ export class SpeakClient extends EventTarget {
   }
 
   /** Utterances still being generated or played. */
-  activeIds() { return [...this.utterances.keys()]; } // prettier-ignore
+  activeIds() { return [...this.utterances.keys()]; }
 
   /** Drop the audio of `ids` locally and stop their playback; resolves once the fade-out has played. */
   stopLocally(ids) {
