@@ -84,6 +84,14 @@ def _model_loaded(base: str) -> bool:
         return False  # not up yet, or 503 while loading
 
 
+def _answers(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as res:
+            return res.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Server:
     base: str  # http://127.0.0.1:PORT
@@ -91,10 +99,8 @@ class Server:
     max_frames: int  # frames per utterance at most
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_base_dir) -> Server:
-    """A real `makima-tts serve` with the tiny checkpoint (tests/conftest.py), once its model is loaded."""
-    root = tmp_path_factory.mktemp("browser-server")
+def _serve(root: Path, model_dir: Path, preload: bool):
+    """Start `makima-tts serve` in `root`; yields the Server once it is up (preload: once its model is loaded)."""
     default_voice = root / "voices" / "default"
     default_voice.mkdir(parents=True)
     write_wav(default_voice / "reference.wav", speech_like(3.0, 24000), 24000)
@@ -114,7 +120,7 @@ def server(tmp_path_factory, tiny_base_dir) -> Server:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
         "OMP_WAIT_POLICY": "PASSIVE",
         "TTS_AUTH_TOKENS": TOKEN,
-        "TTS_PRELOAD": "true",
+        "TTS_PRELOAD": "true" if preload else "false",
         "TTS_MAX_FRAMES": str(MAX_FRAMES),
         "TTS_VOICES_DIR": str(root / "voices"),
         "TTS_DATA_DIR": str(root / "data"),
@@ -131,23 +137,35 @@ def server(tmp_path_factory, tiny_base_dir) -> Server:
         "--port",
         str(port),
         "--model",
-        str(tiny_base_dir),
+        str(model_dir),
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not _model_loaded(base):
+    while not (_model_loaded(base) if preload else _answers(base)):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"the server did not become ready; its log:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.25)
+        time.sleep(0.25)  # polling a subprocess that has no event to wait on
     yield Server(base, TOKEN, MAX_FRAMES)
     proc.terminate()
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_base_dir) -> Server:
+    """A real `makima-tts serve` with the tiny checkpoint (tests/conftest.py), once its model is loaded."""
+    yield from _serve(tmp_path_factory.mktemp("browser-server"), tiny_base_dir, preload=True)
+
+
+@pytest.fixture(scope="session")
+def lazy_server(tmp_path_factory, tiny_base_dir) -> Server:
+    """The same server without preloading: its model loads on the first utterance."""
+    yield from _serve(tmp_path_factory.mktemp("browser-lazy-server"), tiny_base_dir, preload=False)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +199,7 @@ class Tab:
     page: object
     server: Server
     console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for
 
     def open(self, path: str, token: str | None = None) -> None:
         """Open a page of the server with the server's token (or `token`) in the #fragment, as a user would."""
@@ -199,13 +218,24 @@ class Tab:
         return path
 
 
-@pytest.fixture
-def tab(browser, server):
+def _tab(browser, server: Server):
     context = browser.new_context(viewport={"width": 960, "height": 900})
     page = context.new_page()
     t = Tab(page, server)
     page.on("console", lambda m: t.console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: t.console_errors.append(f"uncaught: {e}"))
+    page.on("request", lambda r: t.requests.append(r.url))
     page.set_default_timeout(20_000)
     yield t
     context.close()
+
+
+@pytest.fixture
+def tab(browser, server):
+    yield from _tab(browser, server)
+
+
+@pytest.fixture
+def lazy_tab(browser, lazy_server):
+    """A tab on `lazy_server`."""
+    yield from _tab(browser, lazy_server)

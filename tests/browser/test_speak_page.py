@@ -3,13 +3,12 @@ and a wrong token."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 pytestmark = pytest.mark.browser
 
 SAMPLE_RATE = 24000
+SERVER_LOAD_TIMEOUT_MS = 120_000  # the first utterance of a lazy server loads the model
 
 
 def test_page_loads_without_console_errors(tab):
@@ -72,11 +71,19 @@ def test_cancel_stops_playback_and_nothing_plays_after_the_ack(tab, server):
     result = tab.page.evaluate("makima.last.done.then((r) => ({type: r.type, stopped: r.stopped}))")
     assert result == {"type": "cancelled", "stopped": True}
     played_at_ack = tab.page.evaluate("window.ack")
-    time.sleep(0.5)  # any audio still buffered or in flight would play now
-    assert tab.page.evaluate("makima.client.playedSamples(makima.last.id)") == played_at_ack
     assert played_at_ack < 4 * server.max_frames * 1920
     assert "Cancelled" in tab.status()
     assert tab.page.is_disabled("#cancel")
+
+    # the next utterance plays: the worklet plays in order, so anything of the cancelled one still buffered or
+    # in flight would have played before it
+    cancelled_id = tab.page.evaluate("makima.last.id")
+    tab.page.fill("#text", "Next.")
+    tab.page.click("#speak")
+    tab.page.wait_for_function(
+        "id => makima.last.id !== id && makima.client.playedSamples(makima.last.id) > 0", arg=cancelled_id
+    )
+    assert tab.page.evaluate("id => makima.client.playedSamples(id)", cancelled_id) == played_at_ack
     assert tab.console_errors == []
 
 
@@ -109,13 +116,38 @@ def test_create_voice_from_a_microphone_recording(tab):
     tab.page.click("#create-voice summary")
     tab.page.click("#record")
     tab.page.wait_for_function("document.querySelector('#record').textContent.startsWith('Stop')")
-    time.sleep(2.0)  # the fake microphone: 0.3 s of silence, then speech
+    # the fake microphone: 0.3 s of silence, then speech; the page counts the recorded seconds
+    tab.page.wait_for_function(
+        "parseFloat(document.querySelector('#record-info').textContent.match(/([0-9.]+) s/)?.[1] ?? 0) >= 2.0"
+    )
     tab.page.click("#record")
     assert "Recorded" in tab.page.inner_text("#record-info")
     tab.page.fill("#voice-name", "Recorded voice")
     tab.page.click("#voice-submit")
     tab.page.wait_for_function("document.querySelector('#status').dataset.kind !== 'busy'", timeout=60_000)
     assert "Created the voice “Recorded voice”" in tab.status(), tab.status()
+    assert tab.console_errors == []
+
+
+def test_status_follows_what_plays(tab):
+    """Speaking shows "Speaking…", then the result; with the model loaded the page never claims it will load
+    the model on the first utterance."""
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.wait_for_function("document.querySelector('#status').textContent === 'Ready.'")
+    tab.page.evaluate(
+        """() => {
+            window.statusTexts = [];
+            new MutationObserver(() => statusTexts.push(document.querySelector('#status').textContent))
+                .observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    tab.page.click("#speak")
+    tab.page.wait_for_function("makima.last && makima.client.playedSamples(makima.last.id) > 0")
+    assert tab.status() == "Speaking…"
+    tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Done')")
+    texts = tab.page.evaluate("statusTexts")
+    assert not any("loads when you first speak" in t for t in texts), texts
     assert tab.console_errors == []
 
 
@@ -163,3 +195,40 @@ def test_a_token_in_the_address_is_saved_and_leaves_the_address(tab, server):
     tab.page.wait_for_function("window.makima?.client !== undefined")
     assert tab.page.evaluate("window.makima.client.options.token") == server.token
     assert tab.console_errors == []
+
+
+def test_a_fresh_page_while_the_model_is_not_loaded_logs_nothing_and_says_what_happens(lazy_tab):
+    """A server that loads its model on the first utterance: the pages open with a clean console (they never
+    poll `/ready`, whose 503 while loading the browser would log), the speak page says the model loads on the
+    first utterance, then follows it (loading, speaking, done), and a page opened afterwards says "Ready."."""
+    tab = lazy_tab
+    tab.open("/listen")
+    tab.wait_ready()
+    tab.page.wait_for_function("makima.phase === 'idle'")
+    assert tab.page.evaluate("makima.model.state") == "not_loaded"
+
+    tab.open("/")
+    tab.wait_ready()
+    tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")
+    assert tab.status() == "Ready. The model loads when you first speak."
+    tab.page.evaluate(
+        """() => {
+            window.statusTexts = [];
+            new MutationObserver(() => statusTexts.push(document.querySelector('#status').textContent))
+                .observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    tab.page.click("#speak")
+    tab.page.wait_for_function(
+        "document.querySelector('#status').textContent.startsWith('Done')", timeout=SERVER_LOAD_TIMEOUT_MS
+    )
+    texts = tab.page.evaluate("statusTexts")
+    assert "Speaking…" in texts, texts
+    assert not any("loads when you first speak" in t for t in texts), texts
+    assert tab.page.evaluate("makima.model.state") == "loaded"
+
+    tab.page.reload()  # a new page (the token is saved in this browser): the model is loaded now
+    tab.wait_ready()
+    tab.page.wait_for_function("document.querySelector('#status').textContent === 'Ready.'")
+    assert tab.console_errors == []
+    assert not [url for url in tab.requests if url.split("?")[0].endswith("/ready")]

@@ -111,14 +111,32 @@ def test_openapi_documents_errors(server):
 
 
 def test_pages(server):
-    for path, name in (("/", "index.html"), ("/listen", "listen.html")):
+    for path, title, script in (("/", "Speak", "speak-page.js"), ("/listen", "Listen", "listen-page.js")):
         r = httpx.get(f"{server.http}{path}")
-        if r.status_code == 404:  # the page is another component's; a clear message when it is missing
-            assert name in r.json()["error"]["message"]
-        else:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert f"<title>makima-tts · {title}</title>" in r.text
+        assert f'<script type="module" src="/static/{script}"></script>' in r.text
+    for module in ("wire.js", "player.js", "speak-client.js", "page-common.js", "player-worklet.js"):
+        r = httpx.get(f"{server.http}/static/{module}")
+        assert r.status_code == 200 and "javascript" in r.headers["content-type"], module
     r = httpx.get(f"{server.http}/static/no-such-file.js")
     assert r.status_code == 404
+
+
+def test_model_status_answers_200_in_every_state(start_server):
+    """`/api/v1/status` (what the pages poll) answers 200 with the load state, where `/ready` answers 503
+    while loading; it needs a token like the rest of the API."""
+    srv = start_server(auth_tokens="t1", preload=False)  # nothing loads it: no utterance asks for it
+    r = httpx.get(f"{srv.http}/api/v1/status")
+    assert r.status_code == 401
+    auth = {"Authorization": "Bearer t1"}
+    r = httpx.get(f"{srv.http}/api/v1/status", headers=auth)
+    assert r.status_code == 200
+    assert r.json() == {"modelState": "not_loaded", "progress": 0.0, "message": r.json()["message"], "error": None}
+    srv.services.models.state = "loading"  # as while a load runs (the tiny model loads too fast to catch)
+    assert httpx.get(f"{srv.http}/ready").status_code == 503
+    r = httpx.get(f"{srv.http}/api/v1/status", headers=auth)
+    assert r.status_code == 200 and r.json()["modelState"] == "loading"
 
 
 def test_http_client_hanging_up_cancels_the_engine_job(start_server):

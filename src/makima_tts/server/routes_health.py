@@ -1,4 +1,5 @@
-"""Health, readiness (with model load progress, for the browser page), Prometheus metrics, the pages."""
+"""Health, readiness (503 while the model loads, for load balancers), the model's load state (200 always, for
+the browser pages), Prometheus metrics, the pages."""
 
 from __future__ import annotations
 
@@ -50,6 +51,27 @@ async def ready(services: ServicesDep) -> JSONResponse:
     is_ready = status["modelState"] == "loaded" or (status["modelState"] == "not_loaded" and not status["error"])
     body = Readiness(ready=is_ready, sessions=len(services.sessions), **status)
     return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
+
+
+class ModelStatus(BaseModel):
+    modelState: str
+    progress: float
+    message: str
+    error: str | None
+
+
+@router.get(
+    "/api/v1/status",
+    response_model=ModelStatus,
+    responses=error_responses(401),
+    tags=["speech"],
+    summary="The model's load state and progress (0..1); 200 whatever the state",
+)
+async def model_status(services: Services = Depends(get_services)) -> ModelStatus:
+    """What the pages show while the model loads. Unlike `/ready` it answers 200 while loading, so a browser
+    does not log a failed request on every poll; it needs a token like the rest of the API."""
+    status = services.models.status()
+    return ModelStatus(**{k: status[k] for k in ("modelState", "progress", "message", "error")})
 
 
 @router.get(

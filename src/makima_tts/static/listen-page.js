@@ -3,7 +3,9 @@
  * the user stops talking their turn goes to the speech-to-text hook, the text to the LLM hook, and the
  * reply streams into the speech client piece by piece (`append` … `end`). When the user starts talking while
  * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
- * told how much was heard (`playedMs`). `window.makima` exposes the state (the browser tests read it).
+ * told how much was heard (`playedMs`). The status line says the phase (connecting, model loading, idle,
+ * listening, hearing, thinking, speaking), the line under the meter the microphone and the last barge-in.
+ * `window.makima` exposes the state (the browser tests read it).
  */
 
 import * as defaultHooks from "./listen-hooks.js";
@@ -12,10 +14,10 @@ import {
   askForToken,
   describeError,
   getToken,
+  ModelWatch,
   setupTokenForm,
   StatusLine,
   startMeter,
-  waitForModel,
 } from "./page-common.js";
 import { SpeakClient } from "./speak-client.js";
 import { VoiceActivityDetector } from "./vad.js";
@@ -27,8 +29,9 @@ const ECHO_GUARD_DB = 6; // the threshold rises this much while the assistant is
 const $ = (id) => document.getElementById(id);
 const status = new StatusLine($("status"), $("progress"));
 const micButton = $("mic");
+const token = getToken();
 const client = new SpeakClient({
-  token: getToken(),
+  token,
   voice: settings.voice,
   language: settings.language,
   contractId: settings.contractId, // passed through in `start`
@@ -38,14 +41,27 @@ const history = [];
 let mic = null;
 let micLevelDb = -100;
 let turn = null; // {abort: AbortController, item: <li>} of the reply being produced or spoken
+let lastBargeIn = ""; // "Interrupted after 1.2 s of audio." once the user talked over the assistant
+const model = new ModelWatch(() => {
+  const line = model.line();
+  if (line) status.show(line.text, line.kind, line.progress);
+});
 
 /** What the browser tests read. */
-const page = { client, vad, bargeIns: [], turns: 0, phase: "idle" };
+const page = { client, vad, bargeIns: [], turns: 0, phase: "idle", model };
 window.makima = page;
 
 function setPhase(phase, text, kind = "info") {
   page.phase = phase;
   status.show(text, kind);
+  showMic();
+}
+
+/** The line under the meter: whether the microphone is on and what it hears, and the last barge-in. */
+function showMic() {
+  const hearing = mic?.recording ? "hearing you" : "listening";
+  const state = mic ? `Microphone on — ${hearing}.` : "Microphone off.";
+  $("metrics").textContent = lastBargeIn ? `${state} ${lastBargeIn}` : state;
 }
 
 function addLine(role, text) {
@@ -65,8 +81,8 @@ async function ensureConnected() {
   if (client.state === "ready" || client.state === "speaking") return true;
   setPhase("connecting", "Connecting…", "busy");
   try {
-    const ready = await client.connect();
-    if (ready.modelState !== "loaded") await waitForModel(status);
+    model.set(await client.connect());
+    await model.follow(token); // while it loads
     return true;
   } catch (err) {
     setPhase("error", describeError(err), "error");
@@ -134,15 +150,11 @@ async function respond(getText) {
 }
 
 function onSpeechStart() {
-  if (assistantBusy() && $("barge-in").checked) {
-    bargeIn();
-    setPhase("hearing", "Interrupted — go ahead, I am listening.", "busy");
-  } else if (!assistantBusy()) {
-    setPhase("hearing", "Hearing you…", "busy");
-  } else {
-    return; // barge-in is off: ignore speech while the assistant talks
-  }
+  const busy = assistantBusy();
+  if (busy && !$("barge-in").checked) return; // barge-in is off: ignore speech while the assistant talks
   mic.startRecording();
+  if (busy) bargeIn();
+  setPhase("hearing", busy ? "Interrupted — go ahead, I am listening." : "Hearing you…", "busy");
 }
 
 function onSpeechEnd() {
@@ -157,8 +169,8 @@ async function toggleMic() {
     mic.close();
     mic = null;
     micButton.textContent = "Start microphone";
-    $("metrics").textContent = "Microphone off.";
     if (!assistantBusy()) setPhase("idle", "Ready. Type below or start the microphone.", "ok");
+    showMic();
     return;
   }
   if (!(await ensureConnected())) return;
@@ -177,6 +189,7 @@ async function toggleMic() {
   });
   micButton.textContent = "Stop microphone";
   if (!assistantBusy()) setPhase("listening", "Listening…", "ok");
+  showMic();
 }
 
 vad.addEventListener("speechstart", onSpeechStart);
@@ -194,8 +207,10 @@ $("typed").addEventListener("submit", (e) => {
 });
 client.addEventListener("error", (e) => setPhase("error", describeError(e.detail), "error"));
 client.addEventListener("interrupted", (e) => {
-  $("metrics").textContent = `Interrupted after ${(e.detail.playedMs / 1000).toFixed(1)} s of audio.`;
+  lastBargeIn = `Interrupted after ${(e.detail.playedMs / 1000).toFixed(1)} s of audio.`;
+  showMic();
 });
+client.addEventListener("speaking", () => model.loaded()); // audio comes only from a loaded model
 const dbToBar = (db) => Math.max(0, (db + 70) / 70);
 startMeter($("meter"), {
   analyser: () => client.analyser,

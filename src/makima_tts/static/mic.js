@@ -65,6 +65,11 @@ export class Microphone extends EventTarget {
     this.recent = [];
   }
 
+  /** Seconds recorded so far (0 when not recording). */
+  get recordedSeconds() {
+    return (this.recording || []).reduce((n, c) => n + c.length, 0) / this.sampleRate;
+  }
+
   /** @returns {Float32Array} what was recorded since startRecording(), at `sampleRate` */
   stopRecording() {
     const chunks = this.recording || [];

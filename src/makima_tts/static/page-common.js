@@ -1,9 +1,10 @@
 /**
- * Helpers shared by the speak and listen pages: the access token, the status line, the model state from
- * `GET /ready`, errors in words, and the live waveform/level meter.
+ * Helpers shared by the speak and listen pages: the access token, fetch with it, the status line, the model's
+ * load state (ModelWatch), errors in words, and the live waveform/level meter.
  */
 
 const TOKEN_KEY = "makima-tts.token";
+const POLL_MS = 500;
 
 /**
  * The access token, asked for once: `#token=…` in the page address is saved in this browser (and taken out
@@ -67,25 +68,6 @@ export async function apiFetch(path, token, init = {}) {
   return res.status === 204 ? null : res.json();
 }
 
-/**
- * The model's state from `GET /ready`: {state: 'loaded'|'loading'|'not_loaded', progress: 0..1|null, message,
- * error}. /ready answers 503 while loading (or after a failed load), still with its JSON body. null when the
- * server is unreachable.
- */
-export async function fetchModelState() {
-  let body;
-  try {
-    const token = getToken(); // only needed when the server has TTS_PROTECT_OPS
-    const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    const res = await fetch("/ready", { cache: "no-store", headers });
-    body = await res.json();
-  } catch {
-    return null;
-  }
-  const progress = typeof body.progress === "number" ? body.progress : null;
-  return { state: body.modelState ?? "not_loaded", progress, message: body.message || "", error: body.error || null };
-}
-
 /** The status line (an element with role=status) and an optional <progress> under it. */
 export class StatusLine {
   constructor(el, progressEl = null) {
@@ -109,27 +91,63 @@ export class StatusLine {
 }
 
 /**
- * Poll `/ready` while the model loads, showing its progress on the status line. Resolves once the model is
- * loaded, or not loaded but idle (a lazily loading server loads it on the first request).
- * @param {StatusLine} status
- * @param {() => boolean} [stillWanted] stop early when this turns false (e.g. audio has started)
+ * The model's load state for the status line: {state: 'loaded'|'loading'|'not_loaded'|null, progress: 0..1|null,
+ * message, error, unreachable}. It starts from the WebSocket's `ready.modelState` (`set`), audio arriving means
+ * loaded (`loaded()`), and `follow()` polls `GET /api/v1/status` while it loads: that answers 200 in every
+ * state, where `/ready` answers 503 while loading (for load balancers) and the browser would log each poll.
  */
-export async function waitForModel(status, stillWanted = () => true) {
-  while (stillWanted()) {
-    const m = await fetchModelState();
-    if (m === null) {
-      status.show("Cannot reach the speech server. Retrying…", "error");
-    } else if (m.error) {
-      status.show(`The model failed to load: ${m.error}`, "error");
-    } else if (m.state === "loaded" || m.state === "not_loaded") {
-      return m;
-    } else {
-      const pct = m.progress === null ? "" : ` ${Math.round(m.progress * 100)}%`;
-      status.show(`Loading model…${pct}${m.message ? ` — ${m.message}` : ""}`, "busy", m.progress ?? 0);
-    }
-    await new Promise((r) => setTimeout(r, 500));
+export class ModelWatch {
+  /** @param {(watch: ModelWatch) => void} onChange */
+  constructor(onChange) {
+    this.onChange = onChange;
+    Object.assign(this, { state: null, progress: null, message: "", error: null, unreachable: false });
+    this.following = null;
   }
-  return null;
+
+  /** @param {{modelState: string, progress?: number, message?: string, error?: string|null}} status */
+  set({ modelState, progress = null, message = "", error = null }) {
+    Object.assign(this, { state: modelState, progress, message, error: error || null, unreachable: false });
+    this.onChange(this);
+  }
+
+  loaded() {
+    if (this.state !== "loaded") this.set({ modelState: "loaded", progress: 1 });
+  }
+
+  /**
+   * Poll the state while the model loads, or is not loaded yet while `wanted()` (e.g. a first utterance that
+   * starts the load is pending). Resolves with the watch when it stops.
+   * @param {string} token
+   * @param {() => boolean} [wanted]
+   */
+  follow(token, wanted = () => false) {
+    this.following ??= (async () => {
+      while (this.state === "loading" || (this.state !== "loaded" && wanted())) {
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        try {
+          this.set(await apiFetch("/api/v1/status", token, { cache: "no-store" }));
+        } catch {
+          this.unreachable = true;
+          this.onChange(this);
+        }
+      }
+      this.following = null;
+      return this;
+    })();
+    return this.following;
+  }
+
+  /** What the status line says about the model when it matters: loading, failed, unreachable; else null. */
+  line() {
+    if (this.unreachable) return { text: "Cannot reach the speech server. Retrying…", kind: "error", progress: null };
+    if (this.state === "loading") {
+      const pct = this.progress === null ? "" : ` ${Math.round(this.progress * 100)}%`;
+      const text = `Loading model…${pct}${this.message ? ` — ${this.message}` : ""}`;
+      return { text, kind: "busy", progress: this.progress ?? 0 };
+    }
+    if (this.error) return { text: `The model failed to load: ${this.error}`, kind: "error", progress: null };
+    return null;
+  }
 }
 
 /** A SpeakError / server error message / Error in words a person can act on. */
@@ -155,6 +173,8 @@ export function describeError(err) {
       return "The server is busy right now; try again in a moment.";
     case "TIMEOUT":
       return "The session was closed after being idle; it reconnects when you speak.";
+    case "SERVER_SHUTDOWN":
+      return "The speech server is shutting down; try again shortly.";
     default:
       return code ? `${err.message || "Something went wrong"} (${code})` : err.message || String(err);
   }

@@ -1,7 +1,8 @@
 /**
- * The speak page (`/`): type text, pick a voice, speak or cancel, watch the status line, first-audio time,
+ * The speak page (`/`): type text, pick a voice, speak or cancel, watch the status line (connecting, model
+ * loading, ready with or without the model loaded, generating, speaking, then the result), first-audio time,
  * real-time factor and a live waveform; create voices from a file or a microphone recording.
- * `window.makima` exposes the client and the last utterance (the browser tests read them).
+ * `window.makima` exposes the client, the last utterance and the model state (the browser tests read them).
  */
 
 import { encodeWav, Microphone } from "./mic.js";
@@ -10,12 +11,12 @@ import {
   askForToken,
   describeError,
   getToken,
+  ModelWatch,
   setupTokenForm,
   StatusLine,
   startMeter,
-  waitForModel,
 } from "./page-common.js";
-import { SpeakClient } from "./speak-client.js";
+import { CloseCode, SpeakClient } from "./speak-client.js";
 
 const $ = (id) => document.getElementById(id);
 const status = new StatusLine($("status"), $("progress"));
@@ -26,10 +27,38 @@ let client = null;
 let recording = null; // {mic, startedAt} while recording from the microphone
 let recorded = null; // {blob, seconds} of the last recording
 const started = new Set(); // utterance ids whose audio has started
+let note = null; // {text, kind}: the last result or error, shown while nothing else is going on
+const model = new ModelWatch(render);
 
 /** What the browser tests read. */
-const page = { client: null, last: null, voices: [] };
+const page = { client: null, last: null, voices: [], model };
 window.makima = page;
+
+/** The status line, from the real state: connection, model, what is playing, else the last result. */
+function render() {
+  const state = client?.state ?? "idle";
+  const modelLine = model.line();
+  if (state === "idle" || state === "connecting") {
+    status.show("Connecting…", "busy");
+  } else if (state === "speaking") {
+    if ([...started].some((id) => client.utterances.has(id))) status.show("Speaking…", "busy");
+    else if (modelLine) status.show(modelLine.text, modelLine.kind, modelLine.progress);
+    else status.show(model.state === "loaded" ? "Generating…" : "Loading the model, then speaking…", "busy");
+  } else if (state === "ready" && modelLine && note?.kind !== "error") {
+    status.show(modelLine.text, modelLine.kind, modelLine.progress);
+  } else if (note) {
+    status.show(note.text, note.kind);
+  } else if (state === "ready") {
+    status.show(model.state === "loaded" ? "Ready." : "Ready. The model loads when you first speak.", "ok");
+  } else {
+    status.show("Disconnected from the server. Speaking reconnects.", "info");
+  }
+}
+
+function setNote(text, kind) {
+  note = { text, kind };
+  render();
+}
 
 function seconds(ms) {
   return `${(ms / 1000).toFixed(1)} s`;
@@ -44,17 +73,16 @@ async function connect(fresh = false) {
     page.client = client;
     listen(client);
   }
-  status.show("Connecting…", "busy");
+  note = null;
+  render();
   try {
-    const ready = await client.connect();
-    if (ready.modelState !== "loaded") await waitForModel(status);
+    model.set(await client.connect());
   } catch (err) {
-    status.show(describeError(err), "error");
+    setNote(describeError(err), "error");
     if (err.code === "UNAUTHORIZED") askForToken();
     return false;
   }
-  const lazy = client.readyInfo.modelState !== "loaded";
-  status.show(lazy ? "Ready. The model loads when you first speak." : "Ready.", "ok");
+  model.follow(token);
   await loadVoices();
   return true;
 }
@@ -64,15 +92,23 @@ function listen(c) {
   on("statechange", ({ state }) => {
     speakButton.disabled = state === "connecting";
     cancelButton.disabled = state !== "speaking";
+    render();
   });
   on("speaking", ({ utteranceId }) => {
     started.add(utteranceId);
-    status.show("Speaking…", "busy");
+    model.loaded(); // audio comes only from a loaded model
+    render();
   });
   on("complete", showMetrics);
-  on("error", (err) => status.show(describeError(err), err.code === "TIMEOUT" ? "info" : "error"));
+  on("error", (err) => {
+    if (err.code === "MODEL_LOADING") {
+      model.set({ modelState: "loading" });
+      model.follow(token);
+    }
+    setNote(describeError(err), err.code === "TIMEOUT" || err.code === "MODEL_LOADING" ? "info" : "error");
+  });
   on("close", ({ code }) => {
-    if (code === 1000) status.show("Disconnected from the server. Speaking reconnects.", "info");
+    if (code === CloseCode.NORMAL) setNote("Disconnected from the server. Speaking reconnects.", "info");
   });
 }
 
@@ -89,7 +125,7 @@ async function loadVoices(select) {
   try {
     body = await apiFetch("/api/v1/voices", token);
   } catch (err) {
-    status.show(`Could not load the voices: ${describeError(err)}`, "error");
+    setNote(`Could not load the voices: ${describeError(err)}`, "error");
     if (err.code === "UNAUTHORIZED") askForToken();
     return;
   }
@@ -111,32 +147,33 @@ async function loadVoices(select) {
 async function speak() {
   const text = $("text").value.trim();
   if (!text) {
-    status.show("Type some text first.", "error");
+    setNote("Type some text first.", "error");
     return;
   }
   if (!client || client.state === "closed" || client.state === "idle") {
     if (!(await connect())) return;
   }
   await client.resumeAudio();
+  note = null;
   let utterance;
   try {
     utterance = client.speak(text, { voice: $("voice").value || undefined });
   } catch (err) {
-    status.show(describeError(err), "error");
+    setNote(describeError(err), "error");
     return;
   }
   page.last = utterance;
-  status.show("Generating…", "busy");
   let finished = false;
   utterance.done.then(() => (finished = true));
-  // A model that is still loading (or loads lazily on this first request) shows its progress meanwhile.
-  setTimeout(() => waitForModel(status, () => !finished && !started.has(utterance.id) && page.last === utterance), 300);
+  // the first utterance of a lazily loading server starts the load: show its progress until audio comes
+  model.follow(token, () => !finished && !started.has(utterance.id));
   const result = await utterance.done;
+  started.delete(utterance.id);
   if (page.last !== utterance) return; // a newer utterance owns the status line
   if (result.stopped || result.type === "cancelled") {
-    status.show(`Cancelled after ${seconds(result.playedMs)} of playback.`, "info");
+    setNote(`Cancelled after ${seconds(result.playedMs)} of playback.`, "info");
   } else if (result.type === "complete") {
-    status.show(`Done — ${seconds(result.message.audioLengthMs)} of audio.`, "ok");
+    setNote(`Done — ${seconds(result.message.audioLengthMs)} of audio.`, "ok");
   }
 }
 
@@ -146,12 +183,16 @@ async function toggleRecording() {
     try {
       recording = { mic: await Microphone.open({ prerollMs: 0, echoCancellation: false }), startedAt: Date.now() };
     } catch (err) {
-      status.show(`The microphone is not available: ${err.message}`, "error");
+      setNote(`The microphone is not available: ${err.message}`, "error");
       return;
     }
-    recording.mic.startRecording();
+    const { mic } = recording;
+    mic.startRecording();
     button.textContent = "Stop recording";
     $("record-info").textContent = "Recording… speak now.";
+    mic.addEventListener("level", () => {
+      if (mic.recording) $("record-info").textContent = `Recording… ${mic.recordedSeconds.toFixed(1)} s; speak now.`;
+    });
     return;
   }
   const { mic } = recording;
@@ -168,7 +209,7 @@ async function createVoice(e) {
   e.preventDefault();
   const file = $("voice-file").files[0];
   if (!file && !recorded) {
-    status.show("Choose an audio file or record one first.", "error");
+    setNote("Choose an audio file or record one first.", "error");
     return;
   }
   const form = new FormData();
@@ -179,16 +220,16 @@ async function createVoice(e) {
     if (value) form.append(field, value);
   }
   $("voice-submit").disabled = true;
-  status.show("Creating the voice…", "busy");
+  setNote("Creating the voice…", "busy");
   try {
     const voice = await apiFetch("/api/v1/voices", token, { method: "POST", body: form });
     await loadVoices(voice.id);
-    status.show(`Created the voice “${voice.name || voice.id}”; it is selected.`, "ok");
+    setNote(`Created the voice “${voice.name || voice.id}”; it is selected.`, "ok");
     $("voice-form").reset();
     recorded = null;
     $("record-info").textContent = "";
   } catch (err) {
-    status.show(`Could not create the voice: ${describeError(err)}`, "error");
+    setNote(`Could not create the voice: ${describeError(err)}`, "error");
     if (err.code === "UNAUTHORIZED") askForToken();
   } finally {
     $("voice-submit").disabled = false;
