@@ -67,7 +67,7 @@ class ModelStatus(BaseModel):
     tags=["speech"],
     summary="The model's load state and progress (0..1); 200 whatever the state",
 )
-async def model_status(services: Services = Depends(get_services)) -> ModelStatus:
+async def model_status(services: ServicesDep) -> ModelStatus:
     """What the pages show while the model loads. Unlike `/ready` it answers 200 while loading, so a browser
     does not log a failed request on every poll; it needs a token like the rest of the API."""
     status = services.models.status()
