@@ -56,8 +56,8 @@ def test_cancel_storm(server, transport):
                 terminals[uid] = msg["type"]
                 if speaking == uid:
                     speaking = None
-            else:
-                assert msg["type"] == "error" and "utteranceId" not in msg  # a cancel that came too late
+            else:  # every cancel names a live utterance, so nothing else may come
+                pytest.fail(f"unexpected message {msg}")
         assert set(terminals) == {f"s{i}" for i in range(n)}
         assert set(terminals.values()) <= {"cancelled", "complete"}
         await c.send(type="ping", id="after")
@@ -128,7 +128,9 @@ def test_slow_consumer_is_cut(start_server):
     wait_until(lambda: srv.services.models.engine.busy_streams == 0, "its engine job to be cancelled")
     assert 'tts_errors_total{code="SLOW_CONSUMER"} 1.0' in httpx.get(f"{srv.http}/metrics").text
     frames, code = raw.read_until_close()
-    assert code in (4009, None)  # the close frame may not fit behind the unread audio
+    # the server closed the connection: with a close frame saying 4009, or, when that frame could not get
+    # past the unread audio within the close timeout, by dropping the connection (None: end of stream)
+    assert code == 4009 or (code is None and frames), (code, len(frames))
     raw.close()
 
 

@@ -2,11 +2,10 @@
 
 `InferenceLinear` holds one weight matrix (often a fusion such as q|k|v). On CPU in bfloat16 it keeps
 the matrix pre-packed in oneDNN's blocked layout (bit-identical to `F.linear` without bias) and, on
-CPUs with AVX512-BF16, also for our own kernel (`cpu_kernel.py`), which takes products of up to 4 rows:
-decoding 1-4 streams. `benchmarks/linear_bench.py` on the 2-core machine: 1.5-1.75x oneDNN's speed for
-one row, 1.35-2.0x for two, 0.8-1.45x for four, 0.7-0.8x for eight; so more rows (8 streams, prefill)
-go to oneDNN. Our kernel's results equal the exact product within bfloat16 rounding. Everywhere else it
-is plain `F.linear`.
+CPUs with AVX512-BF16, also for our own kernel (`cpu_kernel.py`), which takes products of up to 4 rows
+(decoding 1-4 streams, where it streams the weights faster than oneDNN; `benchmarks/linear_bench.py`
+measures both on the model's shapes); more rows (many streams, prefill) go to oneDNN. Our kernel's
+results equal the exact product within bfloat16 rounding. Everywhere else it is plain `F.linear`.
 """
 
 from __future__ import annotations

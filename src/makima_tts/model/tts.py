@@ -31,9 +31,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class TTSModel:
-    sample_rate = 24000
-    frame_samples = 1920
-
     def __init__(self, config: ModelConfig, tokenizer: TextTokenizer, talker: Talker, code_predictor: CodePredictor,
                  codec: CodecDecoder, speaker_encoder: SpeakerEncoder | None, codec_encoder: CodecEncoder | None,
                  device: torch.device, dtype: torch.dtype, source: str = ""):
@@ -42,6 +39,16 @@ class TTSModel:
         self.speaker_encoder, self.codec_encoder = speaker_encoder, codec_encoder
         self.device, self.dtype, self.source = device, dtype, source
         self.fingerprint = self._fingerprint()
+
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio in and out (the speech tokenizer's `output_sample_rate`, 24000)."""
+        return self.config.codec.output_sample_rate
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per generated frame (`decode_upsample_rate`, 1920: 80 ms)."""
+        return self.config.codec.decode_upsample_rate
 
     @classmethod
     def load(cls, source: str | Path, *, device: str = "cpu", dtype: str = "float32",

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL = "tts.v1"
+DEFAULT_SAMPLE_RATE = 24000  # a session's audio until `start` or the URL says otherwise
 TOKEN_SUBPROTOCOL_PREFIX = "tts.token."  # nosec B105: the prefix of a subprotocol entry, not a secret
 
 

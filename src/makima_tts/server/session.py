@@ -51,7 +51,7 @@ class Session:
         self.authed, self.subprotocol = authed, subprotocol
         self.state = SessionState.OPEN
         self.drain_reason: str | None = None  # stop{mode:"drain"}: close with it once the queue is empty
-        self.format = AudioFormat(24000, "pcm16", "binary")
+        self.format = AudioFormat(p.DEFAULT_SAMPLE_RATE, "pcm16", "binary")
         self.voice: str | None = None
         self.language: str | None = None
         self.queue = UtteranceQueue()
