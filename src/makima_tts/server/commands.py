@@ -129,7 +129,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
     voice = msg.voice or session.voice or s.default_voice
     try:
         language = session.services.models.canonical_language(msg.language) if msg.language else session.language
-        await check_voice(session.services, voice)
+        checked = await check_voice(session.services, voice)
     except ValueError as exc:
         reject("INVALID_MESSAGE", str(exc))
         return
@@ -147,7 +147,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
         return
     # text OPEN until `extend` closes it (a whole `speak` at once), which queues the end marker
     utt = Utterance(id=uid, voice=voice, language=language, format=session.format, priority=msg.priority,
-                    text=TextState.OPEN, segmenter=TextSegmenter() if msg.continue_ else None)
+                    text=TextState.OPEN, segmenter=TextSegmenter() if msg.continue_ else None, manifest=checked)
     if msg.priority == "interrupt":
         for other in queue.live():
             session.cancel(other, "interrupt")

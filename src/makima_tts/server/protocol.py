@@ -222,6 +222,12 @@ server_message_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 TERMINAL_TYPES = ("complete", "cancelled", "error")
 
 
+def error_message(code: str, message: str, utterance_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An `error`; it is recoverable unless its code closes the session."""
+    return dump(Error(code=code, message=message, recoverable=code not in ERROR_CLOSE_CODES,
+                      utteranceId=utterance_id, **extra))
+
+
 def dump(message: _Msg) -> dict[str, Any]:
     """Wire form of a server message: optional fields that are unset are left out."""
     return message.model_dump(exclude_none=True)

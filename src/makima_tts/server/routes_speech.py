@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -33,6 +33,7 @@ from .speech_requests import check_voice, resolve_voicing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
+OPENAI_SAMPLE_RATE = 24000
 # OpenAI's voice names: clients often send one; they get the default voice.
 OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
@@ -78,36 +79,30 @@ class HeldStreamingResponse(StreamingResponse):
             self.held.release()
 
 
-async def _speech(
-    services: Services,
-    request: Request,
-    text: str,
-    voice: str | None,
-    language: str | None,
-    sample_rate: int,
-    encoding: str,
-    wav: bool,
-    instruct: str | None = None,
-) -> StreamingResponse:
+@dataclass(frozen=True)
+class SpeechAsk:
+    """One HTTP speech request, whichever route it came by."""
+
+    text: str
+    voice: str | None
+    language: str | None
+    sample_rate: int
+    encoding: str
+    wav: bool  # a WAV header first (else raw PCM)
+    instruct: str | None = None
+
+
+async def _speech(services: Services, request: Request, ask: SpeechAsk) -> StreamingResponse:
     held = services.limits.hold_synthesis(client_key(request, services.settings))
     try:
-        return await _start_speech(services, held, text, voice, language, sample_rate, encoding, wav, instruct)
+        return await _start_speech(services, held, ask)
     except BaseException:
         held.release()
         raise
 
 
-async def _start_speech(
-    services: Services,
-    held: Held,
-    text: str,
-    voice: str | None,
-    language: str | None,
-    sample_rate: int,
-    encoding: str,
-    wav: bool,
-    instruct: str | None,
-) -> StreamingResponse:
+async def _start_speech(services: Services, held: Held, ask: SpeechAsk) -> StreamingResponse:
+    text, language, sample_rate, encoding = ask.text, ask.language, ask.sample_rate, ask.encoding
     settings = services.settings
     if not text.strip():
         raise ApiError(422, "INVALID_TEXT", "text is empty")
@@ -117,19 +112,19 @@ async def _start_speech(
         language = services.models.canonical_language(language)
     except ValueError as exc:
         raise ApiError(422, "INVALID_REQUEST", f"language: {exc}") from None
-    voice = voice or settings.default_voice
-    await check_voice(services, voice)  # VoiceError → 404 before loading anything
+    voice = ask.voice or settings.default_voice
+    checked = await check_voice(services, voice)  # VoiceError → 404 before loading anything
     tts, engine = await loaded_model(services)
-    voicing = await resolve_voicing(services, tts, voice, language)
+    voicing = await resolve_voicing(services, tts, voice, language, checked)
     requests = [voicing.request(piece) for piece in split_text(text)]
-    if instruct and tts.config.supports_instruct:
-        requests = [replace(r, instruct=instruct) for r in requests]
+    if ask.instruct and tts.config.supports_instruct:
+        requests = [replace(r, instruct=ask.instruct) for r in requests]
     out = PcmStream(tts.sample_rate, sample_rate, encoding)
 
     async def body() -> AsyncIterator[bytes]:
         started, first, samples, outcome, engine_s = time.monotonic(), None, 0, "cancelled", 0.0
         try:
-            if wav:
+            if ask.wav:
                 yield wav_header(sample_rate, encoding)
             for request in requests:
                 began = time.monotonic()
@@ -154,7 +149,7 @@ async def _start_speech(
             ttfa = first - started if first else None
             services.metrics.observe_utterance(outcome, "http", ttfa, engine_s, samples / sample_rate)
 
-    media = "audio/wav" if wav else "audio/pcm"
+    media = "audio/wav" if ask.wav else "audio/pcm"
     headers = {"X-Sample-Rate": str(sample_rate), "X-Encoding": encoding, "Cache-Control": "no-store"}
     return HeldStreamingResponse(body(), media_type=media, headers=headers, held=held)
 
@@ -166,9 +161,8 @@ async def _start_speech(
     summary="Say a text; the audio streams back as it is generated",
 )
 async def speak(body: SpeakBody, request: Request, services: ServicesDep) -> StreamingResponse:
-    return await _speech(
-        services, request, body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav"
-    )
+    ask = SpeechAsk(body.text, body.voice, body.language, body.sampleRate, body.encoding, body.format == "wav")
+    return await _speech(services, request, ask)
 
 
 @router.post(
@@ -190,4 +184,6 @@ async def openai_speech(
             voice = voice.lower()
         except VoiceError:
             voice = services.settings.default_voice
-    return await _speech(services, request, body.input, voice, None, 24000, "pcm16", fmt == "wav", body.instructions)
+    # OpenAI's pcm and wav are 24 kHz 16-bit mono
+    ask = SpeechAsk(body.input, voice, None, OPENAI_SAMPLE_RATE, "pcm16", fmt == "wav", body.instructions)
+    return await _speech(services, request, ask)

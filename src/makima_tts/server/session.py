@@ -119,7 +119,7 @@ class Session:
                 self.cancel(utt, "cancel")
         if error is not None:
             self.services.metrics.errors.labels(code=error[0]).inc()
-            self.send(self._error_msg(error[0], error[1], None), force=True)
+            self.send(p.error_message(error[0], error[1], None), force=True)
         else:
             self.send(p.dump(p.Stopped(reason=reason)), force=True)
         await self.outbox.drained(timeout=1.0 if slow else 5.0)
@@ -171,12 +171,9 @@ class Session:
         self._observe(utt, outcome)
 
     def _observe(self, utt: Utterance, outcome: str) -> None:
-        stats = utt.stats
-        ttfa = None
-        if stats.first_audio_at is not None and stats.started_at is not None:
-            ttfa = stats.first_audio_at - stats.started_at
-        audio_s = stats.samples / utt.format.sample_rate
-        self.services.metrics.observe_utterance(outcome, utt.format.transport, ttfa, stats.engine_s, audio_s)
+        stats, fmt = utt.stats, utt.format
+        self.services.metrics.observe_utterance(outcome, fmt.transport, stats.ttfa_s, stats.engine_s,
+                                                stats.samples / fmt.sample_rate)
 
     def _stop_utterance(self, utt: Utterance) -> None:
         self.outbox.drop(utt)
@@ -187,7 +184,7 @@ class Session:
         """Stop `utt` (queued audio dropped, engine job cancelled) with an error terminal."""
         if utt.stage is not Stage.DONE:
             self._stop_utterance(utt)
-            self._terminal(utt, self._error_msg(code, message, utt.id), "error")
+            self._terminal(utt, p.error_message(code, message, utt.id), "error")
 
     def cancel(self, utt: Utterance, reason: str) -> None:
         if utt.stage is not Stage.DONE:
@@ -196,17 +193,12 @@ class Session:
             self._terminal(utt, p.dump(p.Cancelled(utteranceId=utt.id, reason=reason, audioSentMs=sent_ms)),
                            "cancelled")
 
-    def _error_msg(self, code: str, message: str, utterance_id: str | None, **extra: Any) -> dict[str, Any]:
-        recoverable = code not in p.ERROR_CLOSE_CODES
-        return p.dump(p.Error(code=code, message=message, recoverable=recoverable, utteranceId=utterance_id,
-                              **extra))
-
     def error(self, code: str, message: str, utterance_id: str | None = None, rejected: bool = False,
                **extra: Any) -> None:
         """An error that is not a playing utterance's terminal; `rejected`: it refuses a new utterance
         (counted as a failed one). `utterance_id` without `rejected`: the id a message named."""
         self.services.metrics.errors.labels(code=code).inc()
-        self.send(self._error_msg(code, message, utterance_id, **extra))
+        self.send(p.error_message(code, message, utterance_id, **extra))
         if rejected:
             self.services.metrics.utterances.labels(outcome="error", transport=self.format.transport).inc()
 
@@ -229,10 +221,10 @@ class Session:
             complete = await Synthesis(utt, self.services, self.send_out).run()
             self._terminal(utt, p.dump(complete), "complete")
         except SynthesisFailed as exc:
-            self._terminal(utt, self._error_msg(exc.code, exc.message, utt.id), "error")
+            self._terminal(utt, p.error_message(exc.code, exc.message, utt.id), "error")
         except Exception:  # a bug: this utterance fails, the session goes on
             log.exception("session %s: utterance %s failed", self.id, utt.id)
-            self._terminal(utt, self._error_msg("SYNTHESIS_ERROR", "synthesis failed (internal error)", utt.id),
+            self._terminal(utt, p.error_message("SYNTHESIS_ERROR", "synthesis failed (internal error)", utt.id),
                            "error")
 
     # --- the reader ---------------------------------------------------------------------------------

@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..engine.types import SpeechRequest
-from ..voices import Resolved
+from ..voices import Resolved, Voice
 from .services import Services
 
 if TYPE_CHECKING:
     from ..model.tts import TTSModel
 
 
-async def check_voice(services: Services, voice_id: str) -> None:
-    """Raise `VoiceNotFound` (saying what to do) unless `voice_id` can be spoken; no model work."""
-    await asyncio.to_thread(services.resolver.check, voice_id, services.models.tts)
+async def check_voice(services: Services, voice_id: str) -> Voice | None:
+    """Raise `VoiceNotFound` (saying what to do) unless `voice_id` can be spoken; no model work. Returns
+    the manifest it read (None for a preset speaker), so that resolving does not read it again."""
+    return await asyncio.to_thread(services.resolver.check, voice_id, services.models.tts)
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class Voicing:
                              **self.resolved.choice.request_fields())
 
 
-async def resolve_voicing(services: Services, tts: TTSModel, voice_id: str, language: str | None) -> Voicing:
-    """`language` None: the voice's own (or the configured default)."""
+async def resolve_voicing(services: Services, tts: TTSModel, voice_id: str, language: str | None,
+                          checked: Voice | None = None) -> Voicing:
+    """`language` None: the voice's own (or the configured default); `checked`: what `check_voice` read."""
     resolver = services.resolver
     run = services.models.run_blocking if resolver.needs_model_work(voice_id, tts) else asyncio.to_thread
-    resolved = await run(resolver.resolve, voice_id, tts)
+    resolved = await run(resolver.resolve, voice_id, tts, checked)
     return Voicing(resolved, language or resolved.language, services.settings.max_frames or None)

@@ -49,7 +49,7 @@ class Synthesis:
         stats.started_at = loop.time()
         try:
             tts, engine = await self.services.models.wait_loaded()
-            voicing = await resolve_voicing(self.services, tts, utt.voice, utt.language)
+            voicing = await resolve_voicing(self.services, tts, utt.voice, utt.language, utt.manifest)
         except ModelUnavailable as exc:
             raise SynthesisFailed("SYNTHESIS_ERROR", str(exc)) from None
         except VoiceError as exc:

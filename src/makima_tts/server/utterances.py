@@ -16,6 +16,7 @@ import enum
 import itertools
 from dataclasses import dataclass, field
 
+from ..voices import Voice
 from .segmenter import TextSegmenter, split_text
 
 
@@ -61,6 +62,12 @@ class UtteranceStats:
     engine_s: float = 0.0
     truncated: bool = False
 
+    @property
+    def ttfa_s(self) -> float | None:
+        if self.first_audio_at is None or self.started_at is None:
+            return None
+        return self.first_audio_at - self.started_at
+
 
 @dataclass(eq=False)
 class Utterance:
@@ -71,6 +78,7 @@ class Utterance:
     priority: str  # normal | high | interrupt
     text: TextState
     segmenter: TextSegmenter | None = None  # streaming input only
+    manifest: Voice | None = None  # the voice's manifest as read at admission (resolving reads no other)
     stage: Stage = Stage.QUEUED
     pieces: asyncio.Queue[Piece] = field(default_factory=asyncio.Queue)
     chars: int = 0

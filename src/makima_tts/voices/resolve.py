@@ -96,30 +96,33 @@ class VoiceResolver:
         self.default_voice, self.default_instruct = default_voice, default_instruct
         self.default_language = default_language
 
-    def check(self, voice_id: str, tts: TTSModel | None) -> None:
+    def check(self, voice_id: str, tts: TTSModel | None) -> Voice | None:
         """Admission: raise `VoiceNotFound` (or `InvalidVoiceId`), saying what to do, unless `voice_id` can
         be spoken on `tts` (None while loading: then it must be a stored, provisioned voice). No model work;
-        reads the manifest except for a CustomVoice speaker and, on VoiceDesign, the default voice."""
+        reads the manifest (and returns it, for `resolve`) except for a CustomVoice speaker and, on
+        VoiceDesign, the default voice."""
         kind = tts.config.tts_model_type if tts is not None else None
         if kind == "custom_voice":
             self._speaker(voice_id, tts)
-            return
+            return None
         if kind == "voice_design" and voice_id == self.default_voice:
-            return
+            return None
         voice = self.store.get(voice_id)
         if not voice.provisioned:
             raise not_provisioned(voice)
+        return voice
 
-    def resolve(self, voice_id: str, tts: TTSModel) -> Resolved:
-        """The choice and language for `voice_id` on `tts`. Reads the manifest at most once; on a Base model
-        it computes the prompt unless one is in memory or on disk (model work: `needs_model_work` says when)."""
+    def resolve(self, voice_id: str, tts: TTSModel, checked: Voice | None = None) -> Resolved:
+        """The choice and language for `voice_id` on `tts`. `checked`: the manifest `check` returned (not
+        read again), else it is read once; on a Base model it computes the prompt unless one is in memory
+        or on disk (model work: `needs_model_work` says when)."""
         kind = tts.config.tts_model_type
         if kind == "base":
-            voice = self.store.get(voice_id)
+            voice = checked if checked is not None and checked.id == voice_id else self.store.get(voice_id)
             prompt = self.store.cached_prompt(voice_id, tts.fingerprint) or self.store.prompt_for(voice, tts)
             return Resolved(Clone(prompt), self._language(voice, tts))
         try:
-            voice = self.store.get(voice_id)
+            voice = checked if checked is not None and checked.id == voice_id else self.store.get(voice_id)
         except (VoiceError, OSError, ValueError):
             voice = None  # a speaker or an id with no manifest: the default language
         choice = self._speaker(voice_id, tts) if kind == "custom_voice" else Design(self.default_instruct)
