@@ -79,14 +79,15 @@ class Session:
             await self._read()
         finally:
             self.state = SessionState.CLOSED
-            for utt in self.queue.live():
+            live = self.queue.live()
+            for utt in live:
                 self.outbox.drop(utt)
                 if utt.task is not None:
                     utt.task.cancel()  # its engine job is cancelled as the task unwinds
                 if utt.stage is not Stage.DONE:
                     utt.stage = Stage.DONE
                     self._observe(utt, "disconnect")
-            utterance_tasks = [u.task for u in self.queue.live() if u.task]
+            utterance_tasks = [u.task for u in live if u.task]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, *utterance_tasks, return_exceptions=True)
