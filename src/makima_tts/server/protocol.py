@@ -3,7 +3,7 @@
 Client messages are parsed with `parse_client_message`; field values are checked by the session, which
 knows which error code each problem deserves. Server messages are pydantic models turned into plain dicts
 by `dump` (serialised once, straight to JSON). `CloseCode` is every WebSocket close code the server uses
-(mirrored once in static/wire.js); `ERROR_CLOSE_CODES` says which error codes end the session, and how.
+(mirrored once in static/wire.js, same names); `ERROR_CLOSE_CODES` says which error codes end the session, and how.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # server shutdown
     MESSAGE_TOO_LARGE = 1009
     INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # server busy, rate limited
+    SERVER_BUSY = 1013  # also RATE_LIMITED
     UNAUTHORIZED = 4001
     IDLE_TIMEOUT = 4008
     SLOW_CONSUMER = 4009
@@ -33,7 +33,7 @@ class CloseCode(enum.IntEnum):
 ERROR_CLOSE_CODES = {
     "UNAUTHORIZED": CloseCode.UNAUTHORIZED,
     "TIMEOUT": CloseCode.IDLE_TIMEOUT,
-    "SERVER_BUSY": CloseCode.TRY_AGAIN_LATER,
+    "SERVER_BUSY": CloseCode.SERVER_BUSY,
     "SLOW_CONSUMER": CloseCode.SLOW_CONSUMER,
     "MESSAGE_TOO_LARGE": CloseCode.MESSAGE_TOO_LARGE,
     "INTERNAL_ERROR": CloseCode.INTERNAL_ERROR,

@@ -45,13 +45,13 @@ async def speak_ws(ws: WebSocket) -> None:
             authed = True
     if services.shutting_down or len(services.sessions) >= settings.max_sessions:
         services.metrics.errors.labels(code="SERVER_BUSY").inc()
-        await _refuse(ws, subprotocol, "SERVER_BUSY", "too many sessions (or shutting down); retry later", CloseCode.TRY_AGAIN_LATER)
+        await _refuse(ws, subprotocol, "SERVER_BUSY", "too many sessions (or shutting down); retry later", CloseCode.SERVER_BUSY)
         return
     try:
         held = services.limits.hold_session(client_key(ws, settings))
     except RateLimited as exc:
         services.metrics.errors.labels(code="RATE_LIMITED").inc()
-        await _refuse(ws, subprotocol, "RATE_LIMITED", exc.message, CloseCode.TRY_AGAIN_LATER, exc.retry_after_s * 1000)
+        await _refuse(ws, subprotocol, "RATE_LIMITED", exc.message, CloseCode.SERVER_BUSY, exc.retry_after_s * 1000)
         return
     defaults = {k: ws.query_params[k] for k in QUERY_DEFAULTS if k in ws.query_params}
     try:
