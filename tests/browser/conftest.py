@@ -211,6 +211,18 @@ class Tab:
     def status(self) -> str:
         return self.page.inner_text("#status")
 
+    def wait_for(self, condition: str, timeout: float = 20_000) -> None:
+        """Wait for a JS condition; on timeout, fail saying what the page showed, logged and asked for."""
+        try:
+            self.page.wait_for_function(condition, timeout=timeout)
+        except Exception as exc:
+            kind = self.page.evaluate("document.querySelector('#status')?.dataset.kind")
+            state = self.page.evaluate("window.makima?.client?.state")
+            raise AssertionError(
+                f"waited {timeout / 1000:.0f} s for {condition}: status {self.status()!r} ({kind}), client {state}, "
+                f"console errors {self.console_errors}, last requests {self.requests[-8:]}"
+            ) from exc
+
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
