@@ -23,16 +23,6 @@ def collect(engine, request, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip)
-
-
-@pytest.fixture(scope="module")
-def icl_voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip, ref_text="reference transcript for voice cloning")
-
-
-@pytest.fixture(scope="module")
 def engine(tiny_tts):
     eng = Engine(tiny_tts, max_streams=4)
     yield eng

@@ -27,16 +27,6 @@ def design_tts(tmp_path_factory):
     return TTSModel.load(build_tiny_checkpoint(tmp_path_factory.mktemp("vd") / "vd", seed=2, kind="voice_design"))
 
 
-@pytest.fixture(scope="module")
-def voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip)
-
-
-@pytest.fixture(scope="module")
-def icl_voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip, ref_text="reference transcript for voice cloning")
-
-
 def prompt_for(tts, request, config=None):
     with torch.inference_mode():
         return build_prompt(request, config or tts.config, tts.tokenizer, tts.talker, tts.code_predictor)

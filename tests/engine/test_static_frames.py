@@ -22,11 +22,6 @@ from makima_tts.engine.types import SamplingParams, SpeechRequest
 TEXT = "Hello world. This is a tiny test of speech."
 
 
-@pytest.fixture(scope="module")
-def voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip)
-
-
 def _settings(tts, request, sampling, seed):
     prompt = build_prompt(request, tts.config, tts.tokenizer, tts.talker, tts.code_predictor)
     generator = torch.Generator(device=tts.device).manual_seed(seed)

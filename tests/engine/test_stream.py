@@ -15,11 +15,6 @@ TIMEOUT = 60  # a hang guard for each wait, not a timing check
 
 
 @pytest.fixture(scope="module")
-def voice(tiny_tts, ref_clip):
-    return tiny_tts.create_voice_prompt(*ref_clip)
-
-
-@pytest.fixture(scope="module")
 def engine(tiny_tts):
     eng = Engine(tiny_tts, max_streams=2)
     yield eng
