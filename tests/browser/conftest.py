@@ -211,6 +211,16 @@ class Tab:
     def status(self) -> str:
         return self.page.inner_text("#status")
 
+    def record_status_texts(self) -> None:
+        """From now on, every text the status line shows is appended to `window.statusTexts`."""
+        self.page.evaluate(
+            """() => {
+                window.statusTexts = [];
+                new MutationObserver(() => statusTexts.push(document.querySelector('#status').textContent))
+                    .observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true});
+            }"""
+        )
+
     def wait_for(self, condition: str, timeout: float = 20_000) -> None:
         """Wait for a JS condition; on timeout, fail saying what the page showed, logged and asked for."""
         try:

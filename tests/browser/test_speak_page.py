@@ -135,13 +135,7 @@ def test_status_follows_what_plays(tab):
     tab.open("/")
     tab.wait_ready()
     tab.page.wait_for_function("document.querySelector('#status').textContent === 'Ready.'")
-    tab.page.evaluate(
-        """() => {
-            window.statusTexts = [];
-            new MutationObserver(() => statusTexts.push(document.querySelector('#status').textContent))
-                .observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true});
-        }"""
-    )
+    tab.record_status_texts()
     tab.page.click("#speak")
     tab.page.wait_for_function("makima.last && makima.client.playedSamples(makima.last.id) > 0")
     assert tab.status() == "Speaking…"
@@ -213,13 +207,7 @@ def test_a_fresh_page_while_the_model_is_not_loaded_logs_nothing_and_says_what_h
     tab.wait_ready()
     tab.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")
     assert tab.status() == "Ready. The model loads when you first speak."
-    tab.page.evaluate(
-        """() => {
-            window.statusTexts = [];
-            new MutationObserver(() => statusTexts.push(document.querySelector('#status').textContent))
-                .observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true});
-        }"""
-    )
+    tab.record_status_texts()
     tab.page.click("#speak")
     tab.page.wait_for_function(
         "document.querySelector('#status').textContent.startsWith('Done')", timeout=SERVER_LOAD_TIMEOUT_MS

@@ -1,4 +1,4 @@
-"""CodecState (`model/codec_state.py`): layout, reset_rows, copy_row_from; the decoder's layout of it."""
+"""CodecState (`model/codec_state.py`): layout, reset_rows, copy_row_from, first_rows; the decoder's layout of it."""
 
 import torch
 from test_codec import make_codec, random_codes
@@ -32,6 +32,16 @@ def test_reset_rows_zeroes_only_those_rows():
         assert not t[[0, 2]].any()
         assert torch.equal(t[1], old[1])
     assert state.pos.tolist() == [0, 20, 0]
+
+
+def test_first_rows_is_a_view_of_those_rows():
+    state = _state()
+    view = state.first_rows(2)
+    assert view.batch == 2 and [tuple(t.shape) for t in view.conv] == [(2, 4, 2), (2, 3, 6)]
+    for t in view._tensors():
+        t.add_(1)  # what a decode through the view writes lands in the state
+    assert state.pos.tolist() == [11, 21, 30]
+    assert all(torch.equal(v, t[:2]) for v, t in zip(view._tensors(), state._tensors(), strict=True))
 
 
 def test_copy_row_from_copies_every_tensor():

@@ -32,6 +32,16 @@ def tree(root) -> set[str]:
     return {os.path.join(d, f) for d, _, files in os.walk(root) for f in files}
 
 
+
+async def speak_once(server, voice: str, text: str) -> dict:
+    """One utterance in `voice` over the WebSocket (no audio sent back); returns its terminal."""
+    c = await Client.open(f"{server.ws}?voice={voice}&audioTransport=none")
+    await c.recv_json("ready")
+    await c.send(type="speak", utteranceId="once", text=text)
+    done, _ = await c.until_terminal("once")
+    await c.close()
+    return done
+
 def test_builtin_voices_listed(server):
     body = httpx.get(f"{server.http}/api/v1/voices").json()
     voices = {v["id"]: v for v in body["voices"]}
@@ -138,15 +148,7 @@ def test_uploaded_voice_survives_restart(start_server, tmp_path):
     voice = httpx.get(f"{second.http}/api/v1/voices/keeper").json()
     assert voice["mode"] == "icl" and voice["transcript"] == "Hello world."
 
-    async def speak() -> dict:
-        c = await Client.open(f"{second.ws}?voice=keeper&audioTransport=none")
-        await c.recv_json("ready")
-        await c.send(type="speak", utteranceId="k", text="Hello again.")
-        done, _ = await c.until_terminal("k")
-        await c.close()
-        return done
-
-    assert run(speak())["type"] == "complete"
+    assert run(speak_once(second, "keeper", "Hello again."))["type"] == "complete"
     assert prompts[0].stat().st_mtime_ns == stamp  # the saved prompt was reused, not recomputed
 
 
@@ -155,15 +157,7 @@ def test_delete_removes_the_clip_transcript_and_every_prompt(start_server, tmp_p
     srv = start_server(data_dir=data)
     assert upload(srv, clip(2.0), id="carol", transcript="Personal words.").status_code == 201
 
-    async def speak() -> dict:
-        c = await Client.open(f"{srv.ws}?voice=carol&audioTransport=none")
-        await c.recv_json("ready")
-        await c.send(type="speak", utteranceId="c", text="Hello.")
-        done, _ = await c.until_terminal("c")
-        await c.close()
-        return done
-
-    assert run(speak())["type"] == "complete"
+    assert run(speak_once(srv, "carol", "Hello."))["type"] == "complete"
     store, fingerprint = srv.services.voices, srv.services.models.tts.fingerprint
     before = tree(data)
     mine = {p for p in before if "carol" in p}

@@ -99,12 +99,6 @@ CodecMessage = StartUtterance | FrameCodes | EndUtterance | Stop
 
 
 # ---------------------------------------------------------------------------------------- state
-def _first_rows(state, n: int):
-    """A view of rows [0, n) of a codec state (the codec updates its state in place)."""
-    return type(state)([t[:n] for t in state.conv], [k[:n] for k in state.keys], [v[:n] for v in state.values],
-                       state.pos[:n])
-
-
 class PrimedStates:
     """LRU of one-row codec states right after an ICL reference, keyed by the reference codes."""
 
@@ -212,7 +206,7 @@ class CodecStage:
         the audio (no extra sync)."""
         valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
         codes = frame * valid[:, None]
-        audio = self.tts.codec.decode_step(codes[:, :, None], _first_rows(self.state, frame.shape[0]))  # [n, 1920]
+        audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [int(row) for row in np.flatnonzero(~valid)]
 

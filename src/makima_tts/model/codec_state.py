@@ -50,6 +50,11 @@ class CodecState:
     def batch(self) -> int:
         return self.pos.shape[0]
 
+    def first_rows(self, n: int) -> CodecState:
+        """A view of rows [0, n): decoding through it advances those rows of this state in place."""
+        return CodecState([t[:n] for t in self.conv], [k[:n] for k in self.keys], [v[:n] for v in self.values],
+                          self.pos[:n])
+
     def _tensors(self) -> list[torch.Tensor]:
         return [*self.conv, *self.keys, *self.values, self.pos]
 

@@ -57,8 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     def prepare_default_voice(tts) -> None:
         """Compute the default voice's prompt while loading, so the first request does not pay for it."""
-        if tts.config.tts_model_type == "base" and voices.get(settings.default_voice).provisioned:
-            voices.prompt(settings.default_voice, tts)
+        if tts.config.tts_model_type != "base":
+            return
+        voice = voices.get(settings.default_voice)  # the manifest, read once
+        if voice.provisioned:
+            voices.prompt_for(voice, tts)
 
     models = ModelManager(settings, after_load=prepare_default_voice)
     resolver = VoiceResolver(voices, default_voice=settings.default_voice, default_instruct=settings.default_instruct,

@@ -119,7 +119,7 @@ class VoiceResolver:
         kind = tts.config.tts_model_type
         if kind == "base":
             voice = checked if checked is not None and checked.id == voice_id else self.store.get(voice_id)
-            prompt = self.store.cached_prompt(voice_id, tts.fingerprint) or self.store.prompt_for(voice, tts)
+            prompt = self.store.prompt_for(voice, tts)  # memory first, then the saved file, else computed
             return Resolved(Clone(prompt), self._language(voice, tts))
         try:
             voice = checked if checked is not None and checked.id == voice_id else self.store.get(voice_id)
