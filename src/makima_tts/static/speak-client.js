@@ -28,6 +28,7 @@ export class SpeakClient extends EventTarget {
     this.state = "idle"; // idle | connecting | ready | speaking | closed
     this.readyInfo = null; // the server's `ready` message (capabilities, modelState, limits)
     this.player = null; // Player, made on the first connect (unless play is false)
+    this.playerPending = null; // Promise of the Player while it is being made
     this.ws = null;
     this.sampleRate = options.audioContext?.sampleRate ?? options.sampleRate ?? DEFAULT_SAMPLE_RATE;
     this.utterances = new Map(); // id -> record, until done
@@ -51,29 +52,41 @@ export class SpeakClient extends EventTarget {
   resumeAudio() { return this.player?.resume() ?? Promise.resolve(); }
 
   /** ready → start → started; resolves with `ready`, rejects with a SpeakError (e.g. UNAUTHORIZED). The player
-   * is made first: call from a user gesture, or call `resumeAudio()` from one later. */
+   * is made alongside: call from a user gesture, or call `resumeAudio()` from one later. */
   connect() {
     if (this.state === "ready" || this.state === "speaking") return Promise.resolve(this.readyInfo);
     this.connecting ??= this.open().finally(() => (this.connecting = null));
     return this.connecting;
   }
 
+  /** The handshake and the player are made side by side: a refused handshake (no token, busy) is reported at
+   * once, without waiting for the audio stack; a good one resolves once the player exists too. */
   async open() {
     this.setState("connecting");
-    if (this.options.play && !this.player) {
-      const { audioContext, jitterMs } = this.options;
-      const onEvent = (e) => this.onPlayer(e);
-      this.player = await Player.create({ audioContext, sampleRate: this.sampleRate, jitterMs, onEvent });
-    }
+    const player = this.makePlayer();
+    player.catch(() => {}); // reported by the await below, or moot when the handshake failed first
     const { protocols, inProtocol } = subprotocols(this.options.token);
     const ws = new WebSocket(wsUrl(this.options.url), protocols);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    return new Promise((resolve, reject) => {
+    const ready = await new Promise((resolve, reject) => {
       this.handshake = { resolve, reject, tokenInProtocol: inProtocol };
       ws.onmessage = (e) => this.ws === ws && this.onMessage(e.data);
       ws.onclose = (e) => this.ws === ws && this.onClose(e);
     });
+    await player;
+    return ready;
+  }
+
+  /** The Player (AudioContext + worklet), made once; resolves at once without playback or when it exists. */
+  makePlayer() {
+    if (!this.options.play || this.player) return Promise.resolve();
+    const { audioContext, jitterMs } = this.options;
+    const onEvent = (e) => this.onPlayer(e);
+    this.playerPending ??= Player.create({ audioContext, sampleRate: this.sampleRate, jitterMs, onEvent })
+      .then((player) => (this.player = player))
+      .finally(() => (this.playerPending = null));
+    return this.playerPending;
   }
 
   /** Speak one whole text; opts {utteranceId, voice, language, priority}: `interrupt` also stops playback now. */
