@@ -78,3 +78,11 @@ def test_bytes_leave_after_the_first_frames(fmt):
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="mp3, opus"):
         make_encoder("ogg", SR)
+
+
+def test_speed_stretches_the_encoded_file():
+    audio = tone(25)  # 2 s
+    encoder = make_encoder("mp3", SR, speed=2.0)
+    parts = [encoder.encode(audio[i:i + FRAME]) for i in range(0, audio.shape[0], FRAME)] + [encoder.finish()]
+    got = probe(b"".join(parts))
+    assert abs(got["samples"] - audio.shape[0] / 2) <= 0.05 * SR + EXTRA["mp3"]

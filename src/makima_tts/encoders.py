@@ -1,7 +1,7 @@
 """Streaming audio encoders for the OpenAI speech formats: float32 mono chunks in, file bytes out as they
 are made, so that the first bytes of a file leave after its first frames.
 
-    make_encoder(fmt, sample_rate) -> StreamEncoder
+    make_encoder(fmt, sample_rate, speed=1.0) -> StreamEncoder   (speed != 1: through tempo.TempoStretch)
     encoder.encode(samples [N] float32) -> bytes   (possibly b"" while a codec fills its first frame)
     encoder.finish() -> bytes                      (the codec's tail and the container's trailer)
 
@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from .audio import PcmFormat, encode_pcm, wav_header
+from .tempo import TempoStretch
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 RESPONSE_FORMATS: tuple[str, ...] = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -124,9 +125,24 @@ class AvEncoder:
         return self._sink.take()
 
 
-def make_encoder(fmt: str, sample_rate: int) -> StreamEncoder:
+class StretchedEncoder:
+    """An encoder fed through `TempoStretch`: the same voice, faster or slower, at the same pitch."""
+
+    def __init__(self, inner: StreamEncoder, stretch: TempoStretch):
+        self.inner, self.stretch = inner, stretch
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        return self.inner.encode(self.stretch.process(samples))
+
+    def finish(self) -> bytes:
+        return self.inner.encode(self.stretch.flush()) + self.inner.finish()
+
+
+def make_encoder(fmt: str, sample_rate: int, speed: float = 1.0) -> StreamEncoder:
     if fmt in ("pcm", "wav"):
-        return PcmEncoder(sample_rate, header=fmt == "wav")
-    if fmt in _CODECS:
-        return AvEncoder(fmt, sample_rate)
-    raise ValueError(f"unknown response format {fmt!r}; use one of {', '.join(RESPONSE_FORMATS)}")
+        encoder: StreamEncoder = PcmEncoder(sample_rate, header=fmt == "wav")
+    elif fmt in _CODECS:
+        encoder = AvEncoder(fmt, sample_rate)
+    else:
+        raise ValueError(f"unknown response format {fmt!r}; use one of {', '.join(RESPONSE_FORMATS)}")
+    return encoder if speed == 1.0 else StretchedEncoder(encoder, TempoStretch(sample_rate, speed))

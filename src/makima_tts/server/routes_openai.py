@@ -7,7 +7,8 @@
   (input_tokens: text tokens, output_tokens: codec frames, 12.5 per second), or one `error` event if the
   synthesis fails after the stream began;
 - `instructions`: the instruct prompt (VoiceDesign: the voice description; CustomVoice 1.7B: the style),
-  a 400 on a model that has none; `speed`: only 1.0 (a 400 otherwise: no time-stretching here);
+  a 400 on a model that has none; `speed` 0.25-4.0: the audio is time-stretched at the same pitch
+  (tempo.py), still streamed;
 - `voice`: a name or `{"id": ...}`, looked up as openai_voices describes; `model`: any name is accepted
   and spoken by the loaded model (`GET /v1/models` lists it and OpenAI's names).
 Errors come in OpenAI's shape (http_errors).
@@ -58,7 +59,7 @@ class SpeechBody(BaseModel):
     voice: str | VoiceRef = Field("default", description="our voice id or an OpenAI name (GET /v1/audio/voices)")
     instructions: str | None = Field(None, description="how to speak (VoiceDesign, CustomVoice 1.7B models)")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="only 1.0 is supported (other values: 400)")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="faster (>1) or slower (<1), at the same pitch")
     stream_format: Literal["audio", "sse"] = "audio"
 
 
@@ -86,12 +87,9 @@ async def _sse_events(speech: Speech, path: str) -> AsyncIterator[bytes]:
     summary="OpenAI's speech API: mp3, opus, aac, flac, wav or pcm, streamed as generated (or as SSE)",
 )
 async def create_speech(body: SpeechBody, request: Request, services: ServicesDep) -> StreamingResponse:
-    if body.speed != 1.0:
-        raise ApiError(400, "UNSUPPORTED_SPEED", f"speed {body.speed:g} is not supported: this server speaks at "
-                       "the voice's natural pace only; send 1.0 or leave speed out", param="speed")
     requested = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
-    fmt = body.response_format
-    ask = SpeechAsk(body.input, requested, None, OPENAI_SAMPLE_RATE, lambda rate: make_encoder(fmt, rate),
+    fmt, speed = body.response_format, body.speed
+    ask = SpeechAsk(body.input, requested, None, OPENAI_SAMPLE_RATE, lambda rate: make_encoder(fmt, rate, speed),
                     body.instructions, alias=voice_for, text_param="input", instruct_param="instructions")
     try:
         speech = await start_speech(services, request, ask)
