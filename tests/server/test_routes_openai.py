@@ -130,6 +130,29 @@ def test_speed_stretches_the_audio(server, fmt, speed):
     assert abs(got - generated / speed) <= 0.02 * generated / speed + 0.05 * SR, (got, generated)
 
 
+def test_sse_ends_with_an_error_event_when_the_synthesis_fails(start_server):
+    """The engine's failure after the stream began (its Finished carries an error) becomes OpenAI's error
+    event instead of speech.audio.done."""
+    from makima_tts.engine.types import Finished
+
+    srv = start_server()
+    srv.wait_loaded()
+    engine = srv.services.models.engine
+    submit = engine.submit
+
+    def failing(request, sink):  # the real job runs; its end is reported as a failure
+        return submit(request, lambda e: sink(Finished(e.frames, error="decoder failed") if isinstance(e, Finished)
+                                              else e))
+
+    engine.submit = failing
+    with sdk(srv).audio.speech.with_streaming_response.create(
+            model="tts-1", voice="default", input=SENTENCE, response_format="pcm", stream_format="sse") as response:
+        events = sse_events(response)
+    assert events[0]["type"] == "speech.audio.delta" and "speech.audio.done" not in {e["type"] for e in events}
+    assert events[-1] == {"type": "error", "error": {"message": "decoder failed", "type": "server_error",
+                                                     "param": None, "code": "SYNTHESIS_ERROR"}}
+
+
 def openai_error(exc: openai.APIStatusError) -> dict:
     body = exc.response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
