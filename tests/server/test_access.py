@@ -45,7 +45,7 @@ def route_table(app) -> list[tuple[str, str, str]]:
 
 
 def concrete(path: str) -> str:
-    return SAMPLE_PATHS.get(path, path.replace("{voice_id}", "no-such-voice"))
+    return SAMPLE_PATHS.get(path, path.replace("{voice_id}", "no-such-voice").replace("{model:path}", "tts-1"))
 
 
 def headers_for(token: str | None, origin: str | None) -> dict[str, str]:
@@ -142,6 +142,7 @@ def test_every_route_credential_and_origin(start_server, tmp_path):
     table = route_table(srv.server.config.app)
     paths = {p for _, _, p in table}
     assert {"/api/v1/speak", "/v1/audio/speech", "/api/v1/voices", "/api/v1/voices/{voice_id}/audio"} <= paths
+    assert {"/v1/audio/voices", "/v1/models", "/v1/models/{model:path}"} <= paths
     assert ("http", "DELETE", "/api/v1/voices/{voice_id}") in table and ("websocket", "WS", "/api/v1/speak") in table
     counts = check_matrix(srv, tokens_on=True)
     protected = sum(1 for _, _, p in table if p not in OPEN | OPS)

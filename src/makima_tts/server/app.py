@@ -22,12 +22,13 @@ from starlette.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..voices import VoiceResolver, VoiceStore
 from .auth import OriginGuard, TokenGuard
-from .http_errors import install_error_handlers
+from .http_errors import document_openai_errors, install_error_handlers
 from .limits import ClientLimits
 from .metrics import Metrics
 from .model_manager import ModelManager
 from .routes_health import STATIC_DIR
 from .routes_health import router as health_router
+from .routes_openai import router as openai_router
 from .routes_speech import router as speech_router
 from .routes_voices import router as voices_router
 from .routes_ws import router as ws_router
@@ -88,9 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(voices_router)
     app.include_router(speech_router)
+    app.include_router(openai_router)
     app.include_router(ws_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     install_access_rules(app, settings)
+    document_openai_errors(app)
     return app
 
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     default_voice: str = "default"
     default_language: str = "auto"
+    # OpenAI voice names to our voice ids, "alloy=serena,echo=my-clone" (README "OpenAI speech API")
+    openai_voice_map: Annotated[dict[str, str], NoDecode] = {}
     voice_cache_size: int = Field(32, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     voice_min_seconds: float = Field(1.0, gt=0)
@@ -80,6 +82,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("openai_voice_map", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, voice = (piece.strip() for piece in entry.partition("="))
+            if not sep or not name or not voice:
+                raise ValueError(f"openai_voice_map: {entry!r} is not name=voice (e.g. alloy=serena)")
+            pairs[name.lower()] = voice
+        return pairs
 
     @field_validator("auth_tokens_file", mode="before")
     @classmethod
