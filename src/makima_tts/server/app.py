@@ -29,6 +29,7 @@ from .model_manager import ModelManager
 from .routes_health import STATIC_DIR
 from .routes_health import router as health_router
 from .routes_openai import router as openai_router
+from .routes_llm import router as llm_router
 from .routes_speech import router as speech_router
 from .routes_voices import router as voices_router
 from .routes_ws import router as ws_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(speech_router)
     app.include_router(openai_router)
     app.include_router(ws_router)
+    app.include_router(llm_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     install_access_rules(app, settings)
     document_openai_errors(app)

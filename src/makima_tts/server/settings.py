@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     max_syntheses_per_client: int = Field(4, ge=1)
     voice_uploads_per_hour: int = Field(20, ge=1)
 
+    # the listen page's optional LLM route (server/routes_llm.py)
+    llm_proxy_url: str = ""  # an OpenAI-compatible base URL; empty: the route is off
+    llm_proxy_key: str = ""
+    llm_proxy_model: str = ""  # replaces the page's model name when set
+
     @field_validator("allowed_origins", "auth_tokens", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

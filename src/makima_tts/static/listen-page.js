@@ -1,14 +1,19 @@
 /**
  * The listen page (`/listen`): a voice loop. The microphone feeds an energy voice-activity detector; when
- * the user stops talking their turn goes to the speech-to-text hook, the text to the LLM hook, and the
- * reply streams into the speech client piece by piece (`append` … `end`). When the user starts talking while
+ * the user stops talking their turn goes to the speech-to-text hook (or, chosen under Assistant, the
+ * browser's own recognition reports the phrase), the text to the LLM (the simulated hook, or a real
+ * OpenAI-compatible endpoint: llm-chat.js), and the reply streams into the speech client piece by piece
+ * (`append` … `end`). When the user starts talking while
  * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
  * told how much was heard (`playedMs`). The status line says the phase (connecting, model loading, idle,
  * listening, hearing, thinking, speaking), the line under the meter the microphone and the last barge-in.
  * `window.makima` exposes the state (the browser tests read it).
  */
 
+import { BrowserRecognizer } from "./browser-stt.js";
 import * as defaultHooks from "./listen-hooks.js";
+import { setupAssistantForm } from "./listen-settings.js";
+import { chatReply } from "./llm-chat.js";
 import { Microphone } from "./mic.js";
 import {
   askForToken,
@@ -37,6 +42,8 @@ const client = new SpeakClient({
   contractId: settings.contractId, // passed through in `start`
 });
 const vad = new VoiceActivityDetector();
+const recognizer = new BrowserRecognizer();
+let assistant = null; // the Assistant settings (listen-settings.js)
 const history = [];
 let mic = null;
 let micLevelDb = -100;
@@ -71,6 +78,22 @@ function addLine(role, text) {
   $("transcript").append(li);
   li.scrollIntoView({ block: "nearest" });
   return li;
+}
+
+/** The reply source: a page's own generateReply hook, else the LLM chosen under Assistant, else the simulation. */
+function replyHook() {
+  if (window.makimaHooks?.generateReply || assistant.route === "simulated") return hooks.generateReply;
+  return chatReply(assistant, token);
+}
+
+function browserStt() {
+  return assistant.stt === "browser";
+}
+
+/** The browser's recognition runs while the microphone is on and it is the chosen speech-to-text. */
+function applyStt() {
+  if (mic && browserStt()) recognizer.start();
+  else recognizer.stop();
 }
 
 function assistantBusy() {
@@ -130,22 +153,26 @@ async function respond(getText) {
   const said = { role: "assistant", content: "" };
   history.push(said);
   let utterance = null;
+  let failed = false;
   try {
-    for await (const piece of hooks.generateReply(userText, { history: history.slice(0, -1), signal: abort.signal })) {
+    for await (const piece of replyHook()(userText, { history: history.slice(0, -1), signal: abort.signal })) {
       if (!live()) break;
       said.content += piece;
       mine.item.textContent = said.content;
       utterance = client.append(piece);
       if (page.phase !== "speaking") setPhase("speaking", "Speaking… (talk to interrupt)", "busy");
     }
-    if (live() && utterance) client.end();
   } catch (err) {
+    failed = true; // e.g. the LLM cannot be reached or broke off: what it said so far is still spoken
     setPhase("error", describeError(err), "error");
   }
-  if (utterance && live()) await utterance.done;
+  if (utterance && live()) {
+    client.end();
+    await utterance.done;
+  }
   if (turn === mine) {
     turn = null;
-    setPhase(mic ? "listening" : "idle", mic ? "Listening…" : "Ready. Type below or start the microphone.", "ok");
+    if (!failed) setPhase(mic ? "listening" : "idle", mic ? "Listening…" : "Ready. Type below or start the microphone.", "ok");
   }
 }
 
@@ -160,6 +187,11 @@ function onSpeechStart() {
 function onSpeechEnd() {
   if (!mic.recording) return;
   const audio = mic.stopRecording();
+  if (browserStt()) {
+    // the browser's recognizer reports the phrase itself (a `transcript` event)
+    if (!assistantBusy()) setPhase("listening", "Listening…", "ok");
+    return;
+  }
   const rate = mic.sampleRate;
   respond((signal) => hooks.transcribe(audio, rate, { signal }));
 }
@@ -168,6 +200,7 @@ async function toggleMic() {
   if (mic) {
     mic.close();
     mic = null;
+    applyStt();
     micButton.textContent = "Start microphone";
     if (!assistantBusy()) setPhase("idle", "Ready. Type below or start the microphone.", "ok");
     showMic();
@@ -188,6 +221,7 @@ async function toggleMic() {
     vad.update(micLevelDb);
   });
   micButton.textContent = "Stop microphone";
+  applyStt();
   if (!assistantBusy()) setPhase("listening", "Listening…", "ok");
   showMic();
 }
@@ -196,6 +230,18 @@ vad.addEventListener("speechstart", onSpeechStart);
 vad.addEventListener("speechend", onSpeechEnd);
 micButton.addEventListener("click", toggleMic);
 setupTokenForm(() => location.reload());
+assistant = setupAssistantForm((next) => {
+  assistant = next;
+  applyStt();
+});
+recognizer.addEventListener("transcript", (e) => {
+  if (assistantBusy()) {
+    if (!$("barge-in").checked) return; // barge-in is off: what the user says while the assistant talks is dropped
+    bargeIn();
+  }
+  respond(async () => e.detail.text);
+});
+recognizer.addEventListener("error", (e) => setPhase("error", e.detail.message, "error"));
 $("typed").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("typed-text").value.trim();
