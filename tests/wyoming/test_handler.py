@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from server_helpers import TIMEOUT, run
+from server_helpers import run
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -19,23 +18,9 @@ from wyoming.tts import (
     SynthesizeStop,
     SynthesizeVoice,
 )
+from wyoming_helpers import client, read_until
 
 FRAME_BYTES = 24000 * 80 // 1000 * 2  # one 80 ms frame of PCM16 at 24 kHz
-
-
-def client(proc) -> AsyncTcpClient:
-    return AsyncTcpClient("127.0.0.1", proc.port, connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
-
-
-async def read_until(c: AsyncTcpClient, *types: str) -> list[Event]:
-    """Events up to and including the first of `types`."""
-    seen = []
-    while True:
-        event = await c.read_event()
-        assert event is not None, f"connection closed after {[e.type for e in seen]}"
-        seen.append(event)
-        if event.type in types:
-            return seen
 
 
 def test_describe_announces_our_voices_languages_and_streaming(wyoming):
