@@ -4,6 +4,7 @@ interrupt, errors with the server's codes, and reconnecting after a busy refusal
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from server_helpers import TIMEOUT, run
@@ -190,9 +191,15 @@ def test_busy_server_gives_up_after_the_attempts(start_server):
     assert busy.code is ErrorCode.SERVER_BUSY and attempts == [1, 2]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_reconnects_after_a_server_restart(start_server):
-    srv = start_server()
-    port = srv.port
+    port = free_port()  # both servers bind it with SO_REUSEADDR (their closed connections may linger)
+    srv = start_server(port)
 
     async def main():
         retried = asyncio.Event()

@@ -15,7 +15,6 @@ it carried and leaves the client `DISCONNECTED`: the next message reconnects. An
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import enum
 import itertools
@@ -31,20 +30,18 @@ from websockets.exceptions import ConnectionClosed
 
 from ..server.protocol import (
     DEFAULT_SAMPLE_RATE,
-    AudioChunk,
     Cancelled,
     CloseCode,
     Complete,
     Error,
-    Flushed,
     Ready,
-    Speaking,
     Started,
     Stopped,
 )
 from .backoff import Backoff
 from .errors import ErrorCode, SpeakError
 from .link import Endpoints, SessionConfig, open_session, parse_message
+from .routes import Routes
 from .utterance import TextInput, Utterance
 from .voices import VoicesClient
 
@@ -88,16 +85,13 @@ class SpeakClient:
         self.state = ClientState.IDLE
         self.ready: Ready | None = None  # the current session's greeting (capabilities, languages, limits)
         self.started: Started | None = None  # what the server configured: rate, encoding, voice, language
-        self.stopped: Stopped | None = None  # how the last session ended, when the server said
         self.reconnects = 0
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
-        self._live: dict[str, Utterance] = {}  # sent, no terminal yet
-        self._receiving: Utterance | None = None  # between its `speaking` and its terminal
+        self._routes = Routes()  # the live utterances, and which one a server message is for
         self._open_text: Utterance | None = None  # streamed text not ended yet
-        self._flushes: list[tuple[Utterance | None, asyncio.Future[float | None]]] = []
         self._final: SpeakError | None = None  # why the client is CLOSED
         self._voices: VoicesClient | None = None
 
@@ -111,6 +105,11 @@ class SpeakClient:
     @property
     def sample_rate(self) -> int:
         return self.started.sampleRate if self.started else self.config.sample_rate
+
+    @property
+    def stopped(self) -> Stopped | None:
+        """How the last session ended, when the server said (`stopped`)."""
+        return self._routes.stopped
 
     @property
     def voices(self) -> VoicesClient:
@@ -158,21 +157,21 @@ class SpeakClient:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._fail_live(self._final)
+        self._routes.fail_all(self._final)
         if self._voices is not None:
             await self._voices.aclose()
 
     # --- speaking -----------------------------------------------------------------------------------
 
     def speak(self, text: str, *, utterance_id: str | None = None, voice: str | None = None,
-              language: str | None = None, priority: Priority = Priority.NORMAL) -> Utterance:
+              language: str | None = None, priority: Priority | str = Priority.NORMAL) -> Utterance:
         """Speak one whole text; iterate the result for its audio."""
         utt = self._new(utterance_id, TextInput.WHOLE, priority)
         self._queue(_speak(utt.id, text, False, voice, language, priority), utt)
         return utt
 
     def append(self, text: str, *, utterance_id: str | None = None, voice: str | None = None,
-               language: str | None = None, priority: Priority = Priority.NORMAL) -> Utterance:
+               language: str | None = None, priority: Priority | str = Priority.NORMAL) -> Utterance:
         """Stream text in: the first call opens an utterance (with these options), later ones extend it."""
         utt = self._open_text
         if utt is None or utt.done:
@@ -195,8 +194,7 @@ class SpeakClient:
         """Speak the streamed text so far without waiting for more. Returns the `flushed` audioMs, or
         None when the utterance ended first."""
         utt = self._open_text if self._open_text is not None and not self._open_text.done else None
-        waiter: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-        self._flushes.append((utt, waiter))
+        waiter = self._routes.wait_flush(utt)
         await self._send_and_wait({"type": "flush", **({"utteranceId": utt.id} if utt else {})}, utt)
         return await waiter
 
@@ -212,23 +210,23 @@ class SpeakClient:
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _new(self, utterance_id: str | None, text: TextInput, priority: Priority) -> Utterance:
+    def _new(self, utterance_id: str | None, text: TextInput, priority: Priority | str) -> Utterance:
         if self.state in (ClientState.IDLE, ClientState.CLOSED):
             raise self._final or SpeakError(ErrorCode.INVALID_STATE, "not connected: use `async with` or connect()")
         utterance_id = utterance_id or f"u{next(_ids)}-{secrets.token_hex(3)}"
-        if utterance_id in self._live:
+        if utterance_id in self._routes.live:
             raise SpeakError(ErrorCode.INVALID_STATE, f"utterance {utterance_id!r} is still playing")
-        if priority is Priority.INTERRUPT:
-            for other in self._live.values():
+        if Priority(priority) is Priority.INTERRUPT:
+            for other in self._routes.live.values():
                 other._mute()  # the server cancels them: none of their audio is wanted now
         utt = Utterance(utterance_id, text, self.sample_rate, self.config.encoding)
-        self._live[utterance_id] = utt
+        self._routes.live[utterance_id] = utt
         return utt
 
     async def _cancel(self, utterance_id: str | None, played_ms: float | None, mute: bool):
-        if utterance_id is not None and utterance_id not in self._live:
+        if utterance_id is not None and utterance_id not in self._routes.live:
             raise SpeakError(ErrorCode.INVALID_STATE, f"no utterance {utterance_id!r} is playing or queued")
-        targets = [self._live[utterance_id]] if utterance_id else list(self._live.values())
+        targets = [self._routes.live[utterance_id]] if utterance_id else list(self._routes.live.values())
         if not targets:
             return []
         if mute:
@@ -272,13 +270,12 @@ class SpeakClient:
         try:
             async for raw in ws:
                 if isinstance(raw, bytes):
-                    if self._receiving is not None:
-                        self._receiving._audio(raw)
+                    self._routes.audio(raw)
                     continue
                 message = parse_message(raw)
                 if isinstance(message, Error) and not message.recoverable and message.utteranceId is None:
                     lost = SpeakError.from_message(message)
-                self._dispatch(message)
+                self._routes.dispatch(message)
         except ConnectionClosed:
             pass
         except SpeakError as err:  # not a protocol v1 server
@@ -290,67 +287,21 @@ class SpeakClient:
         else:
             reason = f"; {self.stopped.reason}" if self.stopped else ""
             lost = SpeakError(ErrorCode.CONNECTION_FAILED, f"the session ended (close {code}{reason})", close_code=code)
-        self._receiving = None
-        self._fail_live(lost)
+        self._routes.fail_all(lost)
         if self.state is ClientState.OPEN:
             if lost.retryable or code == CloseCode.IDLE_TIMEOUT:
                 self.state = ClientState.DISCONNECTED
             else:
                 self._close_for_good(lost)
 
-    def _dispatch(self, msg: Any) -> None:
-        if isinstance(msg, Speaking):
-            self._receiving = self._live.get(msg.utteranceId)
-        elif isinstance(msg, AudioChunk):
-            if (utt := self._live.get(msg.utteranceId)) is not None:
-                utt._audio(base64.b64decode(msg.data))
-        elif isinstance(msg, Complete | Cancelled):
-            self._terminal(msg.utteranceId, msg)
-        elif isinstance(msg, Error):
-            if msg.utteranceId in self._live:
-                self._terminal(msg.utteranceId, SpeakError.from_message(msg))
-            elif msg.utteranceId is None or msg.code != ErrorCode.INVALID_STATE:
-                # INVALID_STATE for an id no longer live: a cancel or flush that crossed its terminal
-                log.warning("server error: %s: %s", msg.code, msg.message)
-        elif isinstance(msg, Flushed):
-            self._resolve_flush(lambda utt: utt is None or utt.id == msg.utteranceId, msg.audioMs)
-        elif isinstance(msg, Stopped):
-            self.stopped = msg
-
-    def _terminal(self, utterance_id: str, terminal: Complete | Cancelled | SpeakError) -> None:
-        utt = self._live.pop(utterance_id, None)
-        if utt is None:
-            return
-        if self._receiving is utt:
-            self._receiving = None
-        utt._finish(terminal)
-        self._resolve_flush(lambda waiting: waiting is utt, None)
-
-    def _resolve_flush(self, matches: Callable[[Utterance | None], bool], audio_ms: float | None) -> None:
-        """A `flushed` answers the oldest matching waiter; a terminal (audio_ms None) all of its own."""
-        for entry in [e for e in self._flushes if matches(e[0])]:
-            self._flushes.remove(entry)
-            if not entry[1].done():
-                entry[1].set_result(audio_ms)
-            if audio_ms is not None:
-                return
-
-    def _fail_live(self, err: SpeakError) -> None:
-        for utt_id in list(self._live):
-            self._terminal(utt_id, err)
-        for _, waiter in self._flushes:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._flushes.clear()
-
     def _close_for_good(self, err: SpeakError) -> None:
         self.state, self._final = ClientState.CLOSED, err
-        self._fail_live(err)
+        self._routes.fail_all(err)
 
 
 def _speak(utterance_id: str, text: str, more: bool, voice: str | None = None, language: str | None = None,
-           priority: Priority = Priority.NORMAL) -> dict[str, Any]:
+           priority: Priority | str = Priority.NORMAL) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "speak", "utteranceId": utterance_id, "text": text, "continue": more}
-    if priority is not Priority.NORMAL:
-        message["priority"] = priority.value
+    if Priority(priority) is not Priority.NORMAL:
+        message["priority"] = Priority(priority).value
     return {**message, **{k: v for k, v in (("voice", voice), ("language", language)) if v is not None}}

@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per voices request
     try:
         asyncio.run(serve(args.uri, url=args.url, model=args.model, token=args.token, sample_rate=args.sample_rate))
     except ValueError as exc:
