@@ -18,7 +18,7 @@ from wyoming.tts import (
     SynthesizeStop,
     SynthesizeVoice,
 )
-from wyoming_helpers import client, read_until
+from wyoming_helpers import WyomingProcess, client, read_until
 
 FRAME_BYTES = 24000 * 80 // 1000 * 2  # one 80 ms frame of PCM16 at 24 kHz
 
@@ -118,13 +118,31 @@ def test_bad_events_are_answered_with_error_events(wyoming):
             answers.append(Error.from_event((await read_until(c, "error"))[-1]))
             await c.write_event(SynthesizeStop().event())
             await read_until(c, "synthesize-stopped")  # an empty stream is answered too
+            await c.write_event(Event(type="synthesize-start", data={"voice": 5}))
+            answers.append(Error.from_event((await read_until(c, "error"))[-1]))
             await c.write_event(Synthesize(text="After the errors.").event())
             after = await read_until(c, "audio-stop", "error")
         return answers, after
 
     answers, after = run(main())
-    orphan, stop, no_text, blank, voice, twice = answers
-    assert orphan.code == stop.code == no_text.code == blank.code == twice.code == "BAD_EVENT"
+    orphan, stop, no_text, blank, voice, twice, malformed = answers
+    assert {a.code for a in (orphan, stop, no_text, blank, twice, malformed)} == {"BAD_EVENT"}
+    assert "malformed synthesize-start" in malformed.text
     assert "synthesize-start" in orphan.text and "string 'text'" in no_text.text
     assert voice.code == "VOICE_NOT_FOUND" and "nobody" in voice.text
     assert after[-1].type == "audio-stop"  # the connection stays usable
+
+
+def test_an_unreachable_server_is_an_error_event():
+    proc = WyomingProcess("--url", "http://127.0.0.1:9")  # nothing listens on the discard port
+
+    async def main():
+        async with client(proc) as c:
+            await c.write_event(Describe().event())
+            return Error.from_event((await read_until(c, "error", "info"))[-1])
+
+    try:
+        error = run(main())
+    finally:
+        proc.stop()
+    assert error.code == "CONNECTION_FAILED" and "127.0.0.1:9" in error.text

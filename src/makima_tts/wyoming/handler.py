@@ -36,12 +36,13 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from ..client import SpeakClient, SpeakError, Utterance
+from ..client import Backoff, SpeakClient, SpeakError, Utterance
 from .info import build_info
 from .languages import model_language
 
 log = logging.getLogger(__name__)
 SAMPLE_WIDTH = 2  # PCM16
+BACKEND_BACKOFF = Backoff(attempts=3, initial_s=0.2, max_s=1.0)  # Home Assistant waits seconds, not minutes
 CHANNELS = 1
 
 
@@ -54,7 +55,7 @@ class Backend:
     sample_rate: int = 24000
 
     def client(self) -> SpeakClient:
-        return SpeakClient(self.url, token=self.token, sample_rate=self.sample_rate)
+        return SpeakClient(self.url, token=self.token, sample_rate=self.sample_rate, backoff=BACKEND_BACKOFF)
 
 
 class Request(enum.Enum):
@@ -82,6 +83,8 @@ class SynthesisHandler(AsyncEventHandler):
             await self._handle(event)
         except BadEvent as exc:
             await self.write_event(Error(text=str(exc), code="BAD_EVENT").event())
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # the wyoming package's parsing
+            await self.write_event(Error(text=f"malformed {event.type} event: {exc!r}", code="BAD_EVENT").event())
         except SpeakError as exc:
             await self.write_event(Error(text=exc.message, code=exc.code_name).event())
         return True
