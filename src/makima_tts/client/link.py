@@ -1,5 +1,6 @@
 """Opening one protocol session: the server's URLs, the WebSocket handshake (subprotocol `tts.v1`, the
-token as `Authorization: Bearer`), `ready`, `start`, `started`. Every failure is a `SpeakError`.
+token as `Authorization: Bearer`), `ready`, `start`, `started`; and the client messages it builds. Every
+failure is a `SpeakError`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ class SessionConfig:
         message = {"type": "start", "sampleRate": self.sample_rate, "encoding": self.encoding,
                    "audioTransport": "binary", "voice": self.voice, "language": self.language}
         return {k: v for k, v in message.items() if v is not None}
+
+
+def speak_message(utterance_id: str, text: str, more: bool, voice: str | None = None,
+                  language: str | None = None, priority: str = "normal") -> dict[str, Any]:
+    """A `speak`; `more`: the text goes on (`continue: true`)."""
+    message = {"type": "speak", "utteranceId": utterance_id, "text": text, "continue": more, "voice": voice,
+               "language": language, "priority": None if priority == "normal" else priority}
+    return {k: v for k, v in message.items() if v is not None}
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

@@ -40,7 +40,7 @@ from ..server.protocol import (
 )
 from .backoff import Backoff
 from .errors import ErrorCode, SpeakError
-from .link import Endpoints, SessionConfig, open_session, parse_message
+from .link import Endpoints, SessionConfig, open_session, parse_message, speak_message
 from .routes import Routes
 from .utterance import TextInput, Utterance
 from .voices import VoicesClient
@@ -123,6 +123,8 @@ class SpeakClient:
         """Open a session (retrying busy or unreachable servers per `backoff`); raises `SpeakError`."""
         if self.state is ClientState.CLOSED:
             raise self._final or SpeakError(ErrorCode.CLIENT_CLOSED, "the client is closed")
+        if self.state is ClientState.OPEN and self.ready is not None:
+            return self.ready
         for attempt in itertools.count(1):
             try:
                 ws, ready, started = await open_session(self.endpoints, self.token, self.config, self.open_timeout)
@@ -167,7 +169,7 @@ class SpeakClient:
               language: str | None = None, priority: Priority | str = Priority.NORMAL) -> Utterance:
         """Speak one whole text; iterate the result for its audio."""
         utt = self._new(utterance_id, TextInput.WHOLE, priority)
-        self._queue(_speak(utt.id, text, False, voice, language, priority), utt)
+        self._queue(speak_message(utt.id, text, False, voice, language, Priority(priority).value), utt)
         return utt
 
     def append(self, text: str, *, utterance_id: str | None = None, voice: str | None = None,
@@ -176,9 +178,9 @@ class SpeakClient:
         utt = self._open_text
         if utt is None or utt.done:
             utt = self._open_text = self._new(utterance_id, TextInput.OPEN, priority)
-            self._queue(_speak(utt.id, text, True, voice, language, priority), utt)
+            self._queue(speak_message(utt.id, text, True, voice, language, Priority(priority).value), utt)
         else:
-            self._queue(_speak(utt.id, text, True), utt)
+            self._queue(speak_message(utt.id, text, True), utt)
         return utt
 
     def end(self, text: str = "") -> Utterance | None:
@@ -187,7 +189,7 @@ class SpeakClient:
         if utt is None or utt.done:
             return None
         utt.text = TextInput.CLOSED
-        self._queue(_speak(utt.id, text, False), utt)
+        self._queue(speak_message(utt.id, text, False), utt)
         return utt
 
     async def flush(self) -> float | None:
@@ -267,6 +269,7 @@ class SpeakClient:
 
     async def _read(self, ws: ClientConnection) -> None:
         lost: SpeakError | None = None
+        stopped_before = self._routes.stopped
         try:
             async for raw in ws:
                 if isinstance(raw, bytes):
@@ -285,7 +288,8 @@ class SpeakClient:
         if lost is not None:
             lost.close_code = code
         else:
-            reason = f"; {self.stopped.reason}" if self.stopped else ""
+            said = self._routes.stopped
+            reason = f"; {said.reason}" if said is not None and said is not stopped_before else ""
             lost = SpeakError(ErrorCode.CONNECTION_FAILED, f"the session ended (close {code}{reason})", close_code=code)
         self._routes.fail_all(lost)
         if self.state is ClientState.OPEN:
@@ -298,10 +302,3 @@ class SpeakClient:
         self.state, self._final = ClientState.CLOSED, err
         self._routes.fail_all(err)
 
-
-def _speak(utterance_id: str, text: str, more: bool, voice: str | None = None, language: str | None = None,
-           priority: Priority | str = Priority.NORMAL) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "speak", "utteranceId": utterance_id, "text": text, "continue": more}
-    if Priority(priority) is not Priority.NORMAL:
-        message["priority"] = Priority(priority).value
-    return {**message, **{k: v for k, v in (("voice", voice), ("language", language)) if v is not None}}
