@@ -1,4 +1,4 @@
-"""Command line: `makima-tts serve | say | make-voice | make-tiny-model`."""
+"""Command line: `makima-tts serve | say | speak | wyoming | make-voice | make-tiny-model`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--no-eos", action="store_true", help="ignore the end token: exactly --max-frames frames")
     say.add_argument("-o", "--output", required=True, help="output WAV (24 kHz, float32)")
     say.add_argument("--codes-out", default=None, help="save the codes as int64 [frames, 16] .npy")
+
+    from .client.command import add_arguments as add_speak_arguments
+    from .wyoming.command import add_arguments as add_wyoming_arguments
+
+    add_speak_arguments(sub.add_parser("speak", help="speak TEXT through a running server (the Python client)"))
+    add_wyoming_arguments(sub.add_parser("wyoming", help="a Wyoming protocol TTS server (Home Assistant)"))
 
     make_voice = sub.add_parser("make-voice", help="clone a voice once and save its prompt for --voice-prompt")
     _add_model_args(make_voice)
@@ -134,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "say":
             return cmd_say(args)
+        if args.command == "speak":
+            from .client.command import run as run_speak
+
+            return run_speak(args)
+        if args.command == "wyoming":
+            from .wyoming.command import run as run_wyoming
+
+            return run_wyoming(args)
         if args.command == "make-voice":
             return cmd_make_voice(args)
         from .tiny import build_tiny_checkpoint

@@ -24,14 +24,16 @@ TIMEOUT = 60.0  # seconds any single wait in a test may take before it fails (a 
 class ServerThread:
     """A real uvicorn server with our app, in a background thread."""
 
-    def __init__(self, settings: Settings, sndbuf: int | None = None):
+    def __init__(self, settings: Settings, sndbuf: int | None = None, port: int = 0):
         self.settings = settings
         self.server = build_server(settings, port=0)
         # Our own listening socket: accepted sockets inherit its send buffer size (small = backpressure soon).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if sndbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.sock.bind(("127.0.0.1", 0))
+        if port:  # a fixed port (a restarted server): its predecessor's closed connections may linger
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name="test-uvicorn", daemon=True

@@ -1,0 +1,38 @@
+"""Client test fixtures: real servers on loopback (tests/server/server_helpers.py) with the tiny checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from server_helpers import ServerThread, make_settings  # noqa: E402
+
+
+@pytest.fixture
+def start_server(tiny_base_dir, tmp_path):
+    """Factory: `start_server(port=0, **settings)` → a running, loaded `ServerThread`; stopped after the test."""
+    servers: list[ServerThread] = []
+
+    def start(port: int = 0, **overrides) -> ServerThread:
+        server = ServerThread(make_settings(tiny_base_dir, tmp_path / "data", **overrides), port=port).start()
+        servers.append(server)
+        server.wait_loaded()
+        return server
+
+    yield start
+    for server in servers:
+        if server.thread.is_alive():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_base_dir, tmp_path_factory):
+    """One shared server (loaded model, default test settings) for tests that need nothing special."""
+    srv = ServerThread(make_settings(tiny_base_dir, tmp_path_factory.mktemp("data"))).start()
+    srv.wait_loaded()
+    yield srv
+    srv.stop()

@@ -1,0 +1,48 @@
+"""Wyoming test fixtures: a real makima-tts server (tests/server/server_helpers.py, tiny checkpoint) and
+a real `makima-tts wyoming` process bridging to it on a loopback port."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from server_helpers import ServerThread, make_settings  # noqa: E402
+from wyoming_helpers import WyomingProcess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tts_server(tiny_base_dir, tmp_path_factory):
+    srv = ServerThread(make_settings(tiny_base_dir, tmp_path_factory.mktemp("data"), max_frames=12)).start()
+    srv.wait_loaded()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def wyoming(tts_server):
+    """`makima-tts wyoming --url <tts_server>` (module-wide)."""
+    proc = WyomingProcess("--url", tts_server.http)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def start_bridge(tiny_base_dir, tmp_path):
+    """Factory: `start_bridge(**settings)` → (its ServerThread, a `makima-tts wyoming` process for it)."""
+    made = []
+
+    def start(**overrides):
+        srv = ServerThread(make_settings(tiny_base_dir, tmp_path / "data", **overrides)).start()
+        srv.wait_loaded()
+        made.append(srv)
+        proc = WyomingProcess("--url", srv.http)
+        made.append(proc)
+        return srv, proc
+
+    yield start
+    for thing in reversed(made):
+        thing.stop()
