@@ -1,6 +1,9 @@
 """Prepared projections and convolutions (`model/linear.py`, `model/cpu_kernel.py`) against the plain
 torch ops."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +37,19 @@ def test_own_kernel_builds_on_this_cpu():
     # where the CPU has AVX512-BF16 (CI's machines do), a missing compiler must fail here, not fall back quietly
     assert cpu_kernel.bf16_linear() is not None
     assert InferenceLinear(torch.randn(96, 64, dtype=torch.bfloat16)).kernel is not None
+
+
+@needs_avx512_bf16
+def test_a_build_killed_midway_does_not_block_the_next_load():
+    """A process killed while compiling leaves torch's `lock` marker behind; the next process must still load
+    the kernel (before, it waited for that marker forever)."""
+    assert cpu_kernel.bf16_linear() is not None  # built (or loaded from the cache) here first
+    where = cpu_kernel.build_directory()
+    (where / "lock").touch()  # what a killed build leaves
+    load = "from makima_tts.model.cpu_kernel import bf16_linear; assert bf16_linear() is not None"
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (where / "lock").exists()
 
 
 def _within_bf16_rounding(got: torch.Tensor, exact: torch.Tensor) -> bool:

@@ -4,10 +4,16 @@ On a CPU with AVX512-BF16, the first bfloat16 model load compiles it with torch'
 (a C++ compiler and ninja; about 30 s, once per machine and torch version, cached under
 `TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Anywhere else, or when it cannot be built,
 `bf16_linear()` is None and linears use oneDNN (a warning says why).
+
+Processes building at once take turns on an `flock` of the build directory, which the system releases when
+a process dies. torch's own marker file (`lock`) is not released that way: a process killed while
+compiling leaves it behind, and every later load would wait for it forever. Holding the flock, no other
+process of ours is building, so such a marker is stale and is removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -43,6 +49,15 @@ def bf16_linear() -> Callable | None:
         return _built[0]
 
 
+def build_directory() -> Path:
+    """Where the kernel is compiled and cached: one directory per Python and torch version."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    version = f"py{sys.version_info.major}{sys.version_info.minor}_torch{torch.__version__.replace('+', '_')}"
+    return root / version / "makima_bf16_linear"
+
+
 def _build() -> Callable | None:
     from torch.utils.cpp_extension import load
 
@@ -51,7 +66,12 @@ def _build() -> Callable | None:
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")  # pip's ninja, venv not activated
     log.info("loading the bfloat16 CPU kernel (compiled once per machine, about 30 s)")
     try:
-        return load("makima_bf16_linear", [str(SOURCE)], extra_cflags=FLAGS).linear
+        where = build_directory()
+        where.mkdir(parents=True, exist_ok=True)
+        with open(where / "makima.flock", "w") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # released with the file, or by the system if this process dies
+            (where / "lock").unlink(missing_ok=True)  # torch's marker, left only by a build that was killed
+            return load("makima_bf16_linear", [str(SOURCE)], extra_cflags=FLAGS, build_directory=str(where)).linear
     except Exception as exc:  # no compiler, no ninja, no headers: oneDNN does the work instead
         log.warning("the bfloat16 CPU kernel could not be built, so linears use oneDNN (slower when decoding); "
                     "install a C++ compiler (g++) and ninja to get it. Reason: %s", exc)

@@ -28,8 +28,8 @@ from .metrics import Metrics
 from .model_manager import ModelManager
 from .routes_health import STATIC_DIR
 from .routes_health import router as health_router
-from .routes_openai import router as openai_router
 from .routes_llm import router as llm_router
+from .routes_openai import router as openai_router
 from .routes_speech import router as speech_router
 from .routes_voices import router as voices_router
 from .routes_ws import router as ws_router
