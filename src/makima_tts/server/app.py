@@ -43,12 +43,10 @@ log = logging.getLogger(__name__)
 
 
 async def shutdown_sessions(services: Services) -> None:
-    if not services.shutting_down:
-        log.info("replica %s shutting down: no new sessions", services.settings.replica_id)
     services.shutting_down = True
     sessions = list(services.sessions)
+    log.info("shutting down: no new sessions; ending %d open session(s)", len(sessions))
     if sessions:
-        log.info("shutting down %d session(s)", len(sessions))
         await asyncio.gather(*(s.shutdown() for s in sessions), return_exceptions=True)
 
 
