@@ -27,16 +27,23 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def log_config(replica_id: str, level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration with the replica in every format, and the root logger (our
-    modules) printing through the same handler."""
-    tag = "replica=" + replica_id.replace("%", "%%")
+def _tag(replica_id: str) -> str:
+    return "replica=" + replica_id.replace("%", "%%")
+
+
+def log_config(replica_id: str) -> dict[str, Any]:
+    """uvicorn's logging configuration (its own loggers only) with the replica in every format."""
+    tag = _tag(replica_id)
     config = copy.deepcopy(LOGGING_CONFIG)
     formatters = config["formatters"]
     formatters["default"]["fmt"] = f"%(asctime)s %(levelprefix)s {tag} %(name)s: %(message)s"
     formatters["access"]["fmt"] = f'%(asctime)s %(levelprefix)s {tag} %(client_addr)s - "%(request_line)s" %(status_code)s'
-    config["root"] = {"handlers": ["default"], "level": level.upper()}
     return config
+
+
+def configure_process_logging(replica_id: str, level: str) -> None:
+    """`makima-tts serve` only (tests keep their own root logger): our modules' lines, with the replica."""
+    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s {_tag(replica_id)} %(name)s: %(message)s")
 
 
 def redact_uvicorn_logs() -> None:

@@ -18,7 +18,7 @@ import uvicorn
 
 from .app import create_app, shutdown_sessions
 from .auth import startup_warnings
-from .logs import log_config, redact_uvicorn_logs
+from .logs import configure_process_logging, log_config, redact_uvicorn_logs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def uvicorn_config(app, settings: Settings, **overrides) -> uvicorn.Config:
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_interval_s,
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
-        log_config=log_config(settings.replica_id, settings.log_level),
+        log_config=log_config(settings.replica_id),
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
@@ -66,4 +66,6 @@ def build_server(settings: Settings, **overrides) -> GracefulServer:
 def serve(host: str | None = None, port: int | None = None, model: str | None = None) -> None:
     """Run the server until SIGTERM/SIGINT; `host`, `port`, `model` override TTS_HOST, TTS_PORT, TTS_MODEL_ID."""
     overrides = {k: v for k, v in {"host": host, "port": port, "model_id": model}.items() if v is not None}
-    build_server(Settings(**overrides)).run()
+    settings = Settings(**overrides)
+    configure_process_logging(settings.replica_id, settings.log_level)
+    build_server(settings).run()
