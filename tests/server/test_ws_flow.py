@@ -434,12 +434,14 @@ def test_queue_full(server):
     async def main():
         c = await Client.open(f"{server.ws}?audioTransport=none")
         await c.recv_json("ready")
+        # An utterance whose text stays open holds the player, so the queue fills whatever the store's speed.
+        await c.send(type="speak", utteranceId="open", text=SENTENCE, **{"continue": True})
         ids = [f"q{i}" for i in range(40)]
         for uid in ids:
             await c.send(type="speak", utteranceId=uid, text=SENTENCE)
         await c.send(type="cancel")
         terminals = {}
-        while len(terminals) < len(ids):
+        while len(terminals) < len(ids) + 1:
             msg = await c.recv_json("complete", "cancelled", "error")
             assert msg["utteranceId"] not in terminals
             terminals[msg["utteranceId"]] = msg
