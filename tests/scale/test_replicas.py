@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import threading
 
 import httpx
@@ -259,3 +260,28 @@ def test_sigterm_mid_utterance(cluster):
 
     run(main())
     assert leaving.proc.wait(TIMEOUT) in (0, -15)
+
+
+def test_a_store_that_ignores_conditional_writes_stops_the_start(tiny_base_dir, tmp_path):
+    """rclone overwrites on a conditional PUT: without TTS_VOICE_STORE_ALLOW_UNCONDITIONAL the replica
+    refuses to start, saying why and what to do."""
+    import subprocess
+
+    from cluster import Replica
+    from s3_servers import S3Server
+
+    server = S3Server("rclone", tmp_path / "rclone-root").start()
+    try:
+        env = {**os.environ, **server.env(), "TTS_VOICE_STORE": server.url(), "TTS_MODEL_ID": str(tiny_base_dir),
+               "TTS_DEVICE": "cpu", "TTS_DTYPE": "float32", "TTS_DATA_DIR": str(tmp_path / "data")}
+        replica = Replica("strict", env, tmp_path / "strict.log").start()
+        try:
+            code = replica.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            replica.stop()
+            raise
+        log = replica.log.read_text()
+        assert code != 0 and "ignores conditional writes" in log and "TTS_VOICE_STORE_ALLOW_UNCONDITIONAL" in log
+        assert server.keys() == []  # the probe left nothing behind
+    finally:
+        server.stop()
