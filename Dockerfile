@@ -24,7 +24,7 @@ RUN pip install torch==2.13.0 --index-url $TORCH_INDEX
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf /app/src /app/build
+RUN pip install ".[s3]" && rm -rf /app/src /app/build
 COPY voices ./voices
 
 RUN useradd --create-home --uid 10001 tts \

@@ -167,6 +167,7 @@ def test_without_tokens_only_the_origin_is_checked(start_server):
 def test_cross_site_form_upload_is_refused(start_server, tmp_path):
     """A page on another site posting a multipart form (no preflight needed) to a local server."""
     srv = start_server(data_dir=tmp_path / "data")
+    srv.wait_loaded()  # loading caches the default voice's prompt in the data dir; snapshot after that
     before = tree(tmp_path / "data")
     r = httpx.post(f"{srv.http}/api/v1/voices", files={"audio": ("clip.wav", clip(2.0))}, data={"id": "stolen"},
                    headers={"Origin": FOREIGN}, timeout=60)

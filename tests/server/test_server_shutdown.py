@@ -28,6 +28,7 @@ def test_sigterm_ends_sessions_properly(tiny_model, tmp_path):
         **os.environ,
         "TTS_MODEL_ID": str(tiny_model),
         "TTS_DEVICE": "cpu",
+        "TTS_DTYPE": "float32",  # as make_settings: no CPU kernel build in a test about shutdown
         "TTS_DATA_DIR": str(tmp_path / "data"),
         "TTS_VOICES_DIR": str(REPO_VOICES),
         "TTS_PRELOAD": "true",

@@ -1,5 +1,6 @@
 """WebSocket protocol v1 against a real server and the real engine (tiny checkpoint): every message type,
-every transport and rate, streaming text, priorities, cancel and stop."""
+every transport and rate, streaming text, priorities, cancel and stop — once per voice store backend (a
+directory, and real S3 servers: moto, rclone), the voice every test speaks being an uploaded one there."""
 
 from __future__ import annotations
 
@@ -7,11 +8,46 @@ import base64
 
 import numpy as np
 import pytest
-from server_helpers import Client, run
+from server_helpers import Client, ServerThread, make_settings, run
 
 from makima_tts.server.settings import SAMPLE_RATES
 
 SENTENCE = "Hello there, this is a test."
+
+
+@pytest.fixture(scope="module", params=["dir", "moto", "rclone"])
+def server(request, tiny_model, tiny_tts, tmp_path_factory):
+    """A server with no built-in voices whose `default` voice is an upload in the store under test."""
+    from s3_servers import S3Server
+
+    from makima_tts.voices import VoiceStore, open_objects
+
+    root = tmp_path_factory.mktemp(f"flow-{request.param}")
+    s3 = None
+    with pytest.MonkeyPatch.context() as env:
+        if request.param == "dir":
+            url = str(root / "store")
+        else:
+            s3 = S3Server(request.param, root / "s3").start()
+            url = s3.url()
+            for name, value in s3.env().items():
+                env.setenv(name, value)
+        lenient = request.param == "rclone"  # it ignores If-None-Match (tests/s3_servers.py)
+        seed = VoiceStore(root / "no-builtins", root / "seed", allow_unconditional=lenient,
+                          objects=open_objects(url, root, addressing_style="path"))
+        wav = (0.3 * np.sin(np.arange(48000) / 10)).astype(np.float32)
+        seed.add("default", wav, model=tiny_tts, transcript="Hello from the store.")
+        settings = make_settings(tiny_model, root / "data", voices_dir=root / "no-builtins", voice_store=url,
+                                 voice_store_allow_unconditional=lenient, s3_addressing_style="path")
+        srv = ServerThread(settings).start()
+        try:
+            srv.wait_loaded()
+            assert srv.services.voices.get("default").built_in is False
+            yield srv
+        finally:
+            srv.stop()
+            if s3 is not None:
+                s3.stop()
 
 
 def audio_of(seen: list) -> list[bytes]:
@@ -398,12 +434,14 @@ def test_queue_full(server):
     async def main():
         c = await Client.open(f"{server.ws}?audioTransport=none")
         await c.recv_json("ready")
+        # An utterance whose text stays open holds the player, so the queue fills whatever the store's speed.
+        await c.send(type="speak", utteranceId="open", text=SENTENCE, **{"continue": True})
         ids = [f"q{i}" for i in range(40)]
         for uid in ids:
             await c.send(type="speak", utteranceId=uid, text=SENTENCE)
         await c.send(type="cancel")
         terminals = {}
-        while len(terminals) < len(ids):
+        while len(terminals) < len(ids) + 1:
             msg = await c.recv_json("complete", "cancelled", "error")
             assert msg["utteranceId"] not in terminals
             terminals[msg["utteranceId"]] = msg

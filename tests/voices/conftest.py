@@ -1,4 +1,5 @@
-"""Voices fixtures: a built-in voices folder (one provisioned voice, one awaiting its clip) and a clip."""
+"""Voices fixtures: a built-in voices folder (one provisioned voice, one awaiting its clip), a clip, and real
+S3-compatible servers (tests/s3_servers.py)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,23 @@ def builtin(tmp_path, wav):
     (root / "pending" / "voice.json").write_text(json.dumps(
         {"name": "Pending", "language": "japanese", "setup": "add builtin/pending/reference.wav, then restart"}))
     return root
+
+
+@pytest.fixture
+def s3_server(tmp_path, monkeypatch):
+    """Factory: `s3_server("moto" | "rclone")` → a running real S3 server on loopback (stopped after the
+    test); the standard AWS variables point at it."""
+    from s3_servers import S3Server
+
+    servers = []
+
+    def start(kind: str) -> S3Server:
+        server = S3Server(kind, tmp_path / f"{kind}-root").start()
+        servers.append(server)
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

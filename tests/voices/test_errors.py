@@ -13,6 +13,7 @@ CODES = {
     "BadAudio": "BAD_AUDIO",
     "UnsupportedAudio": "UNSUPPORTED_AUDIO",
     "AudioTooLarge": "AUDIO_TOO_LARGE",
+    "VoiceStoreUnavailable": "VOICE_STORE_UNAVAILABLE",
 }
 
 

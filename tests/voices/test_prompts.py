@@ -9,6 +9,7 @@ import torch
 from voices_helpers import CountingModel
 
 from makima_tts.voices import PromptCache, VoiceStore
+from makima_tts.voices.dir_objects import DirectoryObjects
 from makima_tts.voices.prompts import prompt_file
 
 
@@ -51,11 +52,20 @@ def test_a_damaged_file_is_recomputed(builtin, tmp_path):
 
 def test_not_current_any_more_means_neither_saved_nor_kept(builtin, tmp_path):
     cache, model = PromptCache(), CountingModel("w")
-    folder = tmp_path / "gone"
-    prompt = cache.load_or_compute("narrator", folder, model, clip=builtin / "narrator" / "clip.wav",
-                                   transcript=None, still_current=lambda: False)
+    objects = DirectoryObjects(tmp_path / "store")
+    prompt = cache.load_or_compute("narrator", "r1", model, objects=objects, key="voices/narrator/r1/p",
+                                   clip=(builtin / "narrator" / "clip.wav").read_bytes, transcript=None,
+                                   still_current=lambda: False)
     assert prompt.mode == "xvector" and model.calls == 1
-    assert not folder.exists() and cache.cached("narrator", "w") is None
+    assert objects.keys("") == [] and cache.cached("narrator", "w") is None
+
+
+def test_a_prompt_of_another_revision_is_not_used():
+    cache, model = PromptCache(), CountingModel("w")
+    prompt = model.create_voice_prompt(None, 24000, None)
+    cache.remember("erin", "w", prompt, rev="r1")
+    assert cache.cached("erin", "w", "r1") is prompt and cache.cached("erin", "w") is prompt
+    assert cache.cached("erin", "w", "r2") is None  # re-created on another replica: computed again
 
 
 def test_a_real_prompt_round_trips_through_its_file(builtin, tmp_path, tiny_tts):

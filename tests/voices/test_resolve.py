@@ -33,9 +33,13 @@ def resolver(store: VoiceStore, default_voice: str = "narrator", language: str =
 
 
 def count_reads(store: VoiceStore, monkeypatch) -> list[str]:
+    """The ids whose manifest the store reads (built-in or uploaded)."""
+    import makima_tts.voices.store as store_module
+
     reads: list[str] = []
-    read = store._read_voice
-    monkeypatch.setattr(store, "_read_voice", lambda folder, built_in: reads.append(folder.name) or read(folder, built_in))
+    builtin, uploaded = store_module.builtin_voice, store_module.uploaded_voice
+    monkeypatch.setattr(store_module, "builtin_voice", lambda folder: reads.append(folder.name) or builtin(folder))
+    monkeypatch.setattr(store_module, "uploaded_voice", lambda vid, data: reads.append(vid) or uploaded(vid, data))
     return reads
 
 

@@ -1,12 +1,16 @@
 """VoiceStore: manifests (built-in and uploaded), upload decoding, atomic adds, and deletes that leave
-nothing of the voice behind (on disk or in memory), even with a prompt being computed meanwhile."""
+nothing of the voice behind (in the store or in memory), even with a prompt being computed meanwhile; the
+voices uploaded before revisions existed still speak and delete. Several replicas on one store:
+test_shared_store.py."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,10 +44,10 @@ def test_manifests(builtin, tmp_path):
     store = VoiceStore(builtin, tmp_path / "data")
     narrator = store.get("narrator")
     assert (narrator.name, narrator.language, narrator.mode) == ("Narrator", "English", "icl")
-    assert narrator.transcript == "Narrated words." and narrator.audio_path == builtin / "narrator" / "clip.wav"
+    assert narrator.transcript == "Narrated words." and narrator.clip == str(builtin / "narrator" / "clip.wav")
     assert narrator.built_in and narrator.provisioned and narrator.setup_hint is None
     pending = store.get("pending")
-    assert not pending.provisioned and pending.audio_path is None
+    assert not pending.provisioned and pending.clip is None
     assert pending.setup_hint == "add builtin/pending/reference.wav, then restart"
     assert [v.id for v in store.list()] == ["narrator", "pending"]
     assert store.get("narrator").to_json("narrator")["isDefault"] is True
@@ -68,11 +72,14 @@ def test_add_writes_the_voice_whole(builtin, tmp_path, wav):
         "alice", "Alice", "icl", "Hello world.", False)
     assert voice.created_at and voice.language == "english"
     folder = data / "voices" / "alice"
-    assert {p.name for p in folder.iterdir()} == {prompt_file("weights-a"), "reference.wav", "voice.json"}
-    assert json.loads((folder / "voice.json").read_text())["transcriptText"] == "Hello world."
-    saved, sr = sf.read(folder / "reference.wav", dtype="float32")
+    manifest = json.loads((folder / "voice.json").read_text())
+    assert manifest["transcriptText"] == "Hello world." and manifest["rev"] == voice.rev
+    clip_bytes = (folder / manifest["audio"]).read_bytes()
+    assert manifest["audio"] == f"{voice.rev}/reference-{hashlib.sha256(clip_bytes).hexdigest()[:32]}.wav"
+    assert {p.name for p in (folder / voice.rev).iterdir()} == {prompt_file("weights-a"), Path(manifest["audio"]).name}
+    saved, sr = sf.read(io.BytesIO(store.clip(voice)), dtype="float32")
     assert sr == 24000 and np.abs(saved - wav).max() < 1e-3
-    assert not [p for p in (data / "voices").iterdir() if p.name.startswith(".")]  # no staging left
+    assert not [p for p in tree(data) if os.path.basename(p).startswith(".")]  # no staging left
     assert store.cached_prompt("alice", "weights-a") is not None and model.calls == 1
     assert store.prompt("alice", model) is store.cached_prompt("alice", "weights-a") and model.calls == 1
     assert store.add("bob", wav, model=model).mode == "xvector"
@@ -121,12 +128,21 @@ def test_delete_removes_everything_of_the_voice(builtin, tmp_path, wav):
         store.delete("narrator")
 
 
-def test_interrupted_deletes_are_finished_at_start_up(builtin, tmp_path):
-    leftover = tmp_path / "data" / "voices" / ".trash-carol-1-2"
-    leftover.mkdir(parents=True)
-    (leftover / "reference.wav").write_bytes(b"old clip")
-    VoiceStore(builtin, tmp_path / "data")
-    assert not leftover.exists()
+def test_a_voice_uploaded_before_revisions_still_speaks_and_deletes(builtin, tmp_path, wav):
+    """The layout of earlier releases: clip, manifest and prompts side by side in `voices/<id>/`."""
+    from makima_tts.audio import write_wav
+
+    folder = tmp_path / "data" / "voices" / "old"
+    folder.mkdir(parents=True)
+    write_wav(folder / "reference.wav", wav, 24000)
+    (folder / "voice.json").write_text(json.dumps({"name": "Old", "audio": "reference.wav",
+                                                   "transcriptText": "Old words.", "createdAt": "2026-01-01T00:00:00Z"}))
+    store, model = VoiceStore(builtin, tmp_path / "data"), CountingModel("weights-a")
+    assert [v.id for v in store.list()] == ["narrator", "pending", "old"]
+    assert store.prompt("old", model).ref_text == "Old words." and model.calls == 1
+    assert (folder / prompt_file("weights-a")).is_file()
+    store.delete("old")
+    assert not folder.exists()
 
 
 def test_a_prompt_computed_while_its_voice_is_deleted_is_not_kept(builtin, tmp_path, wav):
@@ -157,4 +173,4 @@ def test_a_prompt_for_a_voice_recreated_meanwhile_is_not_kept(builtin, tmp_path,
     gated.gate.set()
     worker.join(60)
     assert store.cached_prompt("erin", "weights-b") is None
-    assert len(list((tmp_path / "data" / "voices" / "erin").glob("prompt-*"))) == 1  # the new one's
+    assert len(list((tmp_path / "data" / "voices" / "erin").rglob("prompt-*"))) == 1  # the new one's

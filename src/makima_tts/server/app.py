@@ -4,9 +4,13 @@ and one process can hold several apps.
 Every request passes `auth.OriginGuard` (foreign browser origins: 403), CORS (preflights, only for the
 listed origins) and `auth.TokenGuard` (401 without a valid token) before any route; see README "Security".
 
-Shutdown order (see `run.GracefulServer`): stop accepting, tell every session (`Session.shutdown`: the
+Start-up: the voice store is checked (`VoiceStore.verify_store`: a store that ignores conditional writes
+stops the start unless allowed), the HAProxy agent starts (`TTS_AGENT_PORT`), the model preloads.
+
+Shutdown order (see `run.GracefulServer`): refuse new work (`/ready`, new WebSocket upgrades and HTTP
+speech answer 503 with Retry-After, the agent says `drain`), tell every session (`Session.shutdown`: the
 current utterance may finish within `TTS_SHUTDOWN_GRACE_S`, every other one gets a terminal, then
-`stopped{server_shutdown}`), then close the engine.
+`stopped{server_shutdown}` and close 1001), stop listening, then close the agent and the engine.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..voices import VoiceResolver, VoiceStore
+from ..voices import VoiceResolver, VoiceStore, open_objects
+from .agent import CapacityAgent
 from .auth import OriginGuard, TokenGuard
 from .http_errors import document_openai_errors, install_error_handlers
 from .limits import ClientLimits
@@ -42,16 +47,21 @@ log = logging.getLogger(__name__)
 async def shutdown_sessions(services: Services) -> None:
     services.shutting_down = True
     sessions = list(services.sessions)
+    log.info("shutting down: no new sessions; ending %d open session(s)", len(sessions))
     if sessions:
-        log.info("shutting down %d session(s)", len(sessions))
         await asyncio.gather(*(s.shutdown() for s in sessions), return_exceptions=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    objects = open_objects(settings.voice_store, settings.data_dir, endpoint_url=settings.s3_endpoint_url,
+                           region=settings.s3_region, addressing_style=settings.s3_addressing_style,
+                           timeout_s=settings.voice_store_timeout_s)
     voices = VoiceStore(
         settings.voices_dir,
         settings.data_dir,
+        objects=objects,
+        allow_unconditional=settings.voice_store_allow_unconditional,
         cache_size=settings.voice_cache_size,
         min_seconds=settings.voice_min_seconds,
         max_seconds=settings.voice_max_seconds,
@@ -73,10 +83,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        await asyncio.to_thread(voices.verify_store, settings.replica_id)
+        agent = CapacityAgent(services)
+        if settings.agent_port:
+            await agent.start(settings.host, settings.agent_port)
         if settings.preload:
             services.models.start_loading()
         yield
         await shutdown_sessions(services)
+        await agent.close()
         await services.models.close()
 
     app = FastAPI(

@@ -15,7 +15,7 @@ from . import protocol as p
 from .protocol import CloseCode
 from .segmenter import TextSegmenter
 from .settings import AUDIO_TRANSPORTS, ENCODINGS, SAMPLE_RATES
-from .speech_requests import check_voice
+from .speech_requests import check_voice, voice_error_code
 from .utterances import AudioFormat, TextState, Utterance
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def ready(session: Session) -> dict[str, Any]:
     fmt = session.format
     return p.dump(p.Ready(
         sessionId=session.id,
+        replicaId=s.replica_id,
         voiceLoaded=voice_loaded,
         modelState=services.models.state,
         capabilities=p.Capabilities(
@@ -72,7 +73,7 @@ async def configure(session: Session, values: dict[str, Any]) -> tuple[str, str]
         try:
             await check_voice(session.services, voice)
         except VoiceError as exc:
-            return "VOICE_NOT_FOUND", exc.message
+            return voice_error_code(exc), exc.message
     session.format = AudioFormat(sample_rate, encoding, transport)
     session.voice, session.language = voice, language
     return None
@@ -134,7 +135,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
         reject("INVALID_MESSAGE", str(exc))
         return
     except VoiceError as exc:
-        reject("VOICE_NOT_FOUND", exc.message)
+        reject(voice_error_code(exc), exc.message)
         return
     models = session.services.models
     if not models.loaded:

@@ -1,5 +1,5 @@
 """Route dependencies: the app's `Services` (`ServicesDep`), and the loaded model (or a 503 that says when to
-retry)."""
+retry: while it loads, when its load failed, while the replica shuts down)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def loaded_model(services: Services) -> tuple[TTSModel, Engine]:
     """The loaded model; waits for it while it loads (TTS_QUEUE_WHILE_LOADING) or answers 503."""
     models, settings = services.models, services.settings
+    if services.shutting_down:
+        raise ApiError(503, "SHUTTING_DOWN", f"replica {settings.replica_id} is shutting down; retry (another"
+                       " replica answers)", {"Retry-After": "1"})
     retry = {"Retry-After": str(max(1, round(settings.loading_retry_after_ms / 1000)))}
     if not models.loaded and not settings.queue_while_loading:
         models.start_loading()

@@ -28,6 +28,7 @@ VOICE_STATUS = {  # `VoiceError.code` → HTTP status
     "BAD_AUDIO": 422,
     "UNSUPPORTED_AUDIO": 415,
     "AUDIO_TOO_LARGE": 413,
+    "VOICE_STORE_UNAVAILABLE": 503,
 }
 
 
@@ -69,7 +70,8 @@ _DESCRIPTIONS = {
     415: "The upload is not audio in a format we can read",
     429: "Too many requests from this client (see Retry-After)",
     422: "Invalid input: the message says which field and what to fix",
-    503: "The model is loading or failed to load (see Retry-After and GET /ready)",
+    503: "The model is loading or failed to load, the replica is shutting down (see Retry-After and GET /ready),"
+    " or the shared voice store cannot be reached",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -10,6 +12,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from .capacity import Capacity
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -38,6 +43,18 @@ class Metrics:
         self.audio_seconds = Counter("tts_audio_seconds", "Audio generated, in seconds", registry=r)
         self.errors = Counter("tts_errors", "Errors sent to clients, by code", ["code"], registry=r)
         self.model_loaded = Gauge("tts_model_loaded", "1 when the model is loaded", registry=r)
+        self.accepting = Gauge("tts_accepting", "1 while ready: model loaded, not shutting down", registry=r)
+        self.engine_slots = Gauge("tts_engine_slots", "Utterances the engine generates at once", registry=r)
+        self.engine_slots_free = Gauge("tts_engine_slots_free", "Engine slots free right now", registry=r)
+        self.sessions_max = Gauge("tts_sessions_max", "Open WebSocket sessions allowed (TTS_MAX_SESSIONS)",
+                                  registry=r)
+
+    def observe_capacity(self, room: Capacity) -> None:
+        """The room gauges, read when scraped (`tts_sessions_active` is kept by the sessions themselves)."""
+        self.accepting.set(1 if room.accepting else 0)
+        self.engine_slots.set(room.engine_slots)
+        self.engine_slots_free.set(room.free_slots)
+        self.sessions_max.set(room.max_sessions)
 
     def observe_utterance(
         self, outcome: str, transport: str, ttfa_s: float | None, engine_s: float, audio_s: float

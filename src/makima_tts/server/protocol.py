@@ -139,6 +139,7 @@ class Limits(_Msg):
 class Ready(_Msg):
     type: Literal["ready"] = "ready"
     sessionId: str
+    replicaId: str  # which server process (TTS_REPLICA_ID): tells replicas behind a balancer apart
     voiceLoaded: bool
     modelState: Literal["loaded", "loading", "not_loaded"]
     capabilities: Capabilities

@@ -1,5 +1,6 @@
-"""Health, readiness (503 while the model loads, for load balancers), the model's load state (200 always, for
-the browser pages), Prometheus metrics, the pages."""
+"""Health, readiness (for load balancers: 200 only while the model is loaded and the replica accepts
+sessions; its room in free engine slots and open sessions), the model's load state (200 always, for the
+browser pages, which never poll `/ready`), Prometheus metrics (with the same room as gauges), the pages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from .capacity import capacity
 from .deps import ServicesDep
 from .http_errors import ApiError, error_responses
 from .metrics import CONTENT_TYPE
@@ -30,7 +32,13 @@ class Readiness(BaseModel):
     model: str
     device: str
     dtype: str
+    replicaId: str
+    accepting: bool
+    shuttingDown: bool
+    engineSlots: int
+    freeSlots: int
     sessions: int
+    maxSessions: int
 
 
 @router.get("/health", response_model=Health, tags=["ops"], summary="Liveness: the process answers")
@@ -41,16 +49,22 @@ async def health() -> Health:
 @router.get(
     "/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "The model is loading, or its last load failed"}},
+    responses={503: {"model": Readiness, "description": "The model is not loaded (yet), or the replica is shutting down"}},
     tags=["ops"],
-    summary="Readiness and model load progress (0..1)",
+    summary="Readiness, room (free engine slots, open sessions) and model load progress (0..1)",
 )
 async def ready(services: ServicesDep) -> JSONResponse:
-    status = services.models.status()
-    # Lazy loading: an idle server that has not loaded yet is ready (the first request loads the model).
-    is_ready = status["modelState"] == "loaded" or (status["modelState"] == "not_loaded" and not status["error"])
-    body = Readiness(ready=is_ready, sessions=len(services.sessions), **status)
-    return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
+    """200 only when the model is loaded and the replica accepts sessions. With lazy loading
+    (`TTS_PRELOAD=false`) that is after the first request has loaded it: behind a balancer, preload."""
+    room = capacity(services)
+    body = Readiness(
+        ready=room.accepting, replicaId=services.settings.replica_id, accepting=room.accepting,
+        shuttingDown=room.shutting_down, engineSlots=room.engine_slots, freeSlots=room.free_slots,
+        sessions=room.sessions, maxSessions=room.max_sessions, **services.models.status(),
+    )
+    if room.shutting_down:
+        body.message = "shutting down: finishing the utterances in flight"
+    return JSONResponse(body.model_dump(), status_code=200 if room.accepting else 503)
 
 
 class ModelStatus(BaseModel):
@@ -83,6 +97,7 @@ async def model_status(services: ServicesDep) -> ModelStatus:
 )
 async def metrics(services: ServicesDep) -> Response:
     services.metrics.model_loaded.set(1 if services.models.loaded else 0)
+    services.metrics.observe_capacity(capacity(services))
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -1,6 +1,8 @@
 """`/api/v1/voices`: list, show, fetch the reference clip, upload (clone) and delete voices.
 
 Each upload counts against its client's `TTS_VOICE_UPLOADS_PER_HOUR` before it is decoded or cloned.
+Uploaded voices live in the shared voice store (`TTS_VOICE_STORE`); when it cannot be reached these routes
+answer 503 `VOICE_STORE_UNAVAILABLE`, naming the store and the cause.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ import asyncio
 import secrets
 
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
-from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from ..voices import Voice, VoiceExists, VoiceNotFound, VoiceReadOnly, check_voice_id
@@ -45,7 +46,7 @@ async def _find(services: Services, voice_id: str) -> Voice:
     return preset_voice(voice_id, services.models.tts) or await asyncio.to_thread(services.voices.get, voice_id)
 
 
-@router.get("", response_model=VoiceList, summary="List the voices")
+@router.get("", response_model=VoiceList, responses=error_responses(503), summary="List the voices")
 async def list_voices(services: ServicesDep) -> VoiceList:
     stored = await asyncio.to_thread(services.voices.list)
     presets = [v for v in preset_voices(services.models.tts) if v.id not in {s.id for s in stored}]
@@ -53,22 +54,26 @@ async def list_voices(services: ServicesDep) -> VoiceList:
     return VoiceList(voices=[VoiceOut(**v.to_json(default)) for v in presets + stored], default=default)
 
 
-@router.get("/{voice_id}", response_model=VoiceOut, responses=error_responses(404, 422), summary="One voice")
+@router.get("/{voice_id}", response_model=VoiceOut, responses=error_responses(404, 422, 503),
+            summary="One voice")
 async def get_voice(services: ServicesDep, voice_id: str = VoiceId) -> VoiceOut:
     return VoiceOut(**(await _find(services, voice_id)).to_json(services.settings.default_voice))
 
 
 @router.get(
     "/{voice_id}/audio",
-    response_class=FileResponse,
-    responses={200: {"content": {"audio/wav": {}}, "description": "The reference clip"}, **error_responses(404, 422)},
+    response_class=Response,
+    responses={200: {"content": {"audio/wav": {}}, "description": "The reference clip"},
+               **error_responses(404, 422, 503)},
     summary="The voice's reference clip",
 )
-async def get_voice_audio(services: ServicesDep, voice_id: str = VoiceId) -> FileResponse:
+async def get_voice_audio(services: ServicesDep, voice_id: str = VoiceId) -> Response:
     voice = await _find(services, voice_id)
-    if voice.audio_path is None:
+    if voice.clip is None:
         raise VoiceNotFound(f"voice {voice_id!r} has no reference clip ({voice.setup_hint or 'preset speaker'})")
-    return FileResponse(voice.audio_path, media_type="audio/wav", filename=f"{voice_id}.wav")
+    clip = await asyncio.to_thread(services.voices.clip, voice)
+    return Response(clip, media_type="audio/wav",
+                    headers={"Content-Disposition": f'attachment; filename="{voice_id}.wav"'})
 
 
 @router.post(
@@ -118,7 +123,7 @@ async def create_voice(
     "/{voice_id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(403, 404, 422),
+    responses=error_responses(403, 404, 422, 503),
     summary="Delete an uploaded voice",
 )
 async def delete_voice(services: ServicesDep, voice_id: str = VoiceId) -> Response:

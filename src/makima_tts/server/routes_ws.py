@@ -1,5 +1,8 @@
 """`/api/v1/speak` WebSocket endpoint: token, per-client and capacity checks, then a `Session`.
 
+While the replica shuts down the upgrade itself is refused with HTTP 503 and `Retry-After` (a balancer
+or client retries elsewhere); a full replica accepts, sends `SERVER_BUSY` and closes 1013.
+
 `auth.OriginGuard` has refused foreign origins (403) before this runs. A session that brings no token at
 the handshake opens and must send one in `start.authToken` (the session closes it with 4001 otherwise);
 it counts against its address, one with a token against that token.
@@ -8,9 +11,11 @@ it counts against its address, one with a token against that token.
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from .auth import client_key, presented_token, token_valid
+from .http_errors import error_body
 from .limits import RateLimited
 from .protocol import PROTOCOL, CloseCode, dump
 from .protocol import Error as ErrorMsg
@@ -33,6 +38,12 @@ async def _refuse(
 async def speak_ws(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     settings = services.settings
+    if services.shutting_down:
+        services.metrics.errors.labels(code="SHUTTING_DOWN").inc()
+        message = f"replica {settings.replica_id} is shutting down; connect again (another replica answers)"
+        body = error_body(ws.url.path, 503, "SHUTTING_DOWN", message)
+        await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
+        return
     subprotocol = PROTOCOL if PROTOCOL in ws.scope.get("subprotocols", []) else None
     authed = not settings.auth_tokens
     if not authed:

@@ -3,37 +3,25 @@
 uvicorn believes `X-Forwarded-For`/`X-Forwarded-Proto` only from `TTS_TRUSTED_PROXIES` (its own default
 trusts 127.0.0.1, which would let any local client pick the address its limits count against).
 
-On SIGTERM/SIGINT `GracefulServer` first stops accepting and lets every session end properly (terminals,
-`stopped{server_shutdown}`, close 1001) before uvicorn closes the remaining connections.
+On SIGTERM/SIGINT `GracefulServer` marks the replica as shutting down at once (`/ready` 503, the agent
+`drain`, new WebSocket upgrades and HTTP speech 503 with Retry-After) while it still listens, so the
+balancer sees why; it lets every session end properly (the utterance in flight finishes within
+`TTS_SHUTDOWN_GRACE_S`, then terminals, `stopped{server_shutdown}`, close 1001); then it stops listening
+and uvicorn closes the remaining connections. Log lines carry the replica id (`logs.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 import uvicorn
 
 from .app import create_app, shutdown_sessions
 from .auth import startup_warnings
+from .logs import configure_process_logging, log_config, redact_uvicorn_logs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class RedactTokens(logging.Filter):
-    """uvicorn logs request paths with their query: never let a `?token=` reach the log."""
-
-    _token = re.compile(r"(token=)[^&\s\"']*", re.IGNORECASE)
-
-    def _clean(self, value):
-        return self._token.sub(r"\1[redacted]", value) if isinstance(value, str) else value
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._clean(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._clean(a) for a in record.args)
-        return True
 
 
 class GracefulServer(uvicorn.Server):
@@ -41,10 +29,12 @@ class GracefulServer(uvicorn.Server):
         super().__init__(config)
         self.services = services
 
+    def handle_exit(self, sig, frame) -> None:
+        self.services.shutting_down = True  # at once: the main loop notices `should_exit` a tick later
+        super().handle_exit(sig, frame)
+
     async def shutdown(self, sockets=None) -> None:
-        for server in self.servers:
-            server.close()  # no new connections while the sessions wind down
-        await shutdown_sessions(self.services)
+        await shutdown_sessions(self.services)  # still listening: newcomers get a 503, not a refusal
         await super().shutdown(sockets=sockets)
 
 
@@ -57,6 +47,7 @@ def uvicorn_config(app, settings: Settings, **overrides) -> uvicorn.Config:
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_interval_s,
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
+        log_config=log_config(settings.replica_id),
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
@@ -66,10 +57,7 @@ def uvicorn_config(app, settings: Settings, **overrides) -> uvicorn.Config:
 def build_server(settings: Settings, **overrides) -> GracefulServer:
     app = create_app(settings)
     config = uvicorn_config(app, settings, **overrides)  # configures uvicorn's loggers
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+    redact_uvicorn_logs()
     for warning in startup_warnings(settings):
         log.warning("SECURITY: %s", warning)
     return GracefulServer(config, app.state.services)
@@ -79,5 +67,5 @@ def serve(host: str | None = None, port: int | None = None, model: str | None = 
     """Run the server until SIGTERM/SIGINT; `host`, `port`, `model` override TTS_HOST, TTS_PORT, TTS_MODEL_ID."""
     overrides = {k: v for k, v in {"host": host, "port": port, "model_id": model}.items() if v is not None}
     settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_process_logging(settings.replica_id, settings.log_level)
     build_server(settings).run()

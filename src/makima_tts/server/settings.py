@@ -7,6 +7,8 @@ Every field is listed with its default in `.env.example`. Lists (`TTS_ALLOWED_OR
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +24,11 @@ def _repo_voices_dir() -> Path:
     """`voices/` at the repository root when running from a checkout, else `./voices`."""
     checkout = Path(__file__).resolve().parents[3] / "voices"
     return checkout if checkout.is_dir() else Path("voices")
+
+
+def _default_replica_id() -> str:
+    """hostname-pid: unique per process on a host, and the pod name under Kubernetes."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Settings(BaseSettings):
@@ -57,6 +64,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     voice_min_seconds: float = Field(1.0, gt=0)
     voice_max_seconds: float = Field(30.0, gt=0)
+
+    # scale-out (README "Scaling out")
+    voice_store: str = ""  # uploaded voices: empty = data_dir; a directory (a shared volume); s3://bucket/prefix
+    voice_store_allow_unconditional: bool = False  # accept an S3 server that ignores If-None-Match
+    voice_store_timeout_s: float = Field(5.0, gt=0)  # S3 connect/read timeout
+    s3_endpoint_url: str = ""  # empty: AWS_ENDPOINT_URL(_S3) or AWS itself
+    s3_region: str = ""  # empty: AWS_REGION / AWS_DEFAULT_REGION
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    replica_id: str = Field(default_factory=_default_replica_id)  # in `ready`, /ready and every log line
+    agent_port: int = Field(0, ge=0, le=65535)  # HAProxy agent-check port; 0 = off
 
     # sessions and limits
     max_message_bytes: int = Field(64 * 1024, ge=1024)
@@ -105,6 +122,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _blank_replica_is_default(cls, value: str) -> str:
+        return value.strip() or _default_replica_id()
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..engine.types import SpeechRequest
-from ..voices import Resolved, Voice
+from ..voices import Resolved, Voice, VoiceError, VoiceStoreUnavailable
 from .services import Services
 
 if TYPE_CHECKING:
@@ -20,6 +20,12 @@ async def check_voice(services: Services, voice_id: str) -> Voice | None:
     """Raise `VoiceNotFound` (saying what to do) unless `voice_id` can be spoken; no model work. Returns
     the manifest it read (None for a preset speaker), so that resolving does not read it again."""
     return await asyncio.to_thread(services.resolver.check, voice_id, services.models.tts)
+
+
+def voice_error_code(exc: VoiceError) -> str:
+    """The WebSocket error code for a voice that cannot be spoken: the store being unreachable is not the
+    voice being missing."""
+    return exc.code if isinstance(exc, VoiceStoreUnavailable) else "VOICE_NOT_FOUND"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from . import protocol as p
 from .model_manager import ModelUnavailable
 from .outbox import Outgoing
 from .services import Services
-from .speech_requests import resolve_voicing
+from .speech_requests import resolve_voicing, voice_error_code
 from .utterances import Marker, Piece, Stage, Utterance
 
 
@@ -53,7 +53,7 @@ class Synthesis:
         except ModelUnavailable as exc:
             raise SynthesisFailed("SYNTHESIS_ERROR", str(exc)) from None
         except VoiceError as exc:
-            raise SynthesisFailed("VOICE_NOT_FOUND", exc.message) from None
+            raise SynthesisFailed(voice_error_code(exc), exc.message) from None
         self.pcm = PcmStream(tts.sample_rate, utt.format.sample_rate, utt.format.encoding)
         while (piece := await self._next_piece()) is not Marker.END:
             if piece is Marker.FLUSH:

@@ -52,3 +52,10 @@ class UnsupportedAudio(BadAudio):
 
 class AudioTooLarge(BadAudio):
     code = "AUDIO_TOO_LARGE"  # over `TTS_MAX_UPLOAD_BYTES`
+
+
+class VoiceStoreUnavailable(VoiceError):
+    """The shared voice store cannot be reached or answered with an error (HTTP 503); built-in voices and
+    preset speakers keep working. The message names the store and the cause."""
+
+    code = "VOICE_STORE_UNAVAILABLE"

@@ -1,31 +1,31 @@
-"""PromptCache: the computed prompts (`VoicePrompt`) of the voices, keyed by (voice id, model fingerprint).
+"""PromptCache: the computed prompts (`VoicePrompt`) of the voices, per replica, keyed by (voice id, model
+fingerprint) and tagged with the voice's revision (a re-created voice of the same id has another one).
 
 A prompt depends on the loaded weights, so the reference clip stays the source of truth and the prompt is
 derived from it, kept at two levels:
-- memory: an LRU of the `size` most recently used prompts;
-- disk: one `prompt-<sha256(fingerprint)[:16]>.safetensors` in the folder the store names for the voice
-  (an uploaded voice: its own folder; a built-in one: `DATA_DIR/cache/builtin/<id>/`); a prompt for other
-  weights replaces it; written atomically (a temporary file renamed into place).
+- memory: an LRU of the `size` most recently used prompts (the bounded local cache of each replica);
+- an object (`prompt-<sha256(fingerprint)[:16]>.safetensors`) where the store says: beside an uploaded
+  voice's clip in the shared store (created once, never rewritten), or in the replica's local cache
+  for a built-in voice.
 
-`files_lock` orders saving a prompt into a voice's folder against the store deleting that folder. Every
-method but `cached` may touch the disk or the model: call it from a worker thread.
+`files_lock` orders saving a prompt against this replica deleting the voice; `still_current()`, asked
+after the save, catches a delete or re-creation by any replica (the object just saved is then removed,
+and the prompt neither kept nor saved). Every method but `cached` may touch the store or the model: call
+it from a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from safetensors import SafetensorError
 
 from ..voice_prompt import VoicePrompt
+from .objects import ObjectStore
 
 SAMPLE_RATE = 24000  # what `create_voice_prompt` takes; stored clips are normalised to it
 
@@ -37,7 +37,7 @@ class PromptModel(Protocol):
 
 
 def prompt_file(fingerprint: str) -> str:
-    """The file name of a prompt computed by the weights with this fingerprint."""
+    """The object name of a prompt computed by the weights with this fingerprint."""
     return f"prompt-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}.safetensors"
 
 
@@ -51,28 +51,29 @@ def to_model_rate(wav: np.ndarray, sr: int) -> np.ndarray:
 
 class PromptCache:
     def __init__(self, size: int = 32):
-        self._lru: OrderedDict[tuple[str, str], VoicePrompt] = OrderedDict()
+        self._lru: OrderedDict[tuple[str, str], tuple[str | None, VoicePrompt]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()  # the LRU
-        self.files_lock = threading.Lock()  # the store deleting a voice vs. saving a prompt into its folder
+        self.files_lock = threading.Lock()  # this replica deleting a voice vs. saving a prompt of it
 
-    def cached(self, voice_id: str, fingerprint: str) -> VoicePrompt | None:
-        """The in-memory prompt if there is one (cheap: safe to call on the event loop)."""
+    def cached(self, voice_id: str, fingerprint: str, rev: str | None = None) -> VoicePrompt | None:
+        """The in-memory prompt if there is one (of revision `rev` when given; cheap: safe on the loop)."""
         with self._lock:
-            prompt = self._lru.get((voice_id, fingerprint))
-            if prompt is not None:
-                self._lru.move_to_end((voice_id, fingerprint))
-            return prompt
+            entry = self._lru.get((voice_id, fingerprint))
+            if entry is None or (rev is not None and entry[0] != rev):
+                return None
+            self._lru.move_to_end((voice_id, fingerprint))
+            return entry[1]
 
-    def remember(self, voice_id: str, fingerprint: str, prompt: VoicePrompt) -> None:
+    def remember(self, voice_id: str, fingerprint: str, prompt: VoicePrompt, rev: str | None = None) -> None:
         with self._lock:
-            self._lru[(voice_id, fingerprint)] = prompt
+            self._lru[(voice_id, fingerprint)] = (rev, prompt)
             self._lru.move_to_end((voice_id, fingerprint))
             while len(self._lru) > self._size:
                 self._lru.popitem(last=False)
 
     def forget(self, voice_id: str) -> None:
-        """Drop every in-memory prompt of the voice (all fingerprints); call it holding `files_lock`."""
+        """Drop every in-memory prompt of the voice (all fingerprints)."""
         with self._lock:
             for key in [k for k in self._lru if k[0] == voice_id]:
                 del self._lru[key]
@@ -80,50 +81,47 @@ class PromptCache:
     def load_or_compute(
         self,
         voice_id: str,
-        folder: Path,
+        rev: str | None,
         model: PromptModel,
         *,
-        clip: Path,
+        objects: ObjectStore,
+        key: str,
+        clip: Callable[[], bytes],
         transcript: str | None,
         still_current: Callable[[], bool],
+        stale: Callable[[], list[str]] = list,
     ) -> VoicePrompt:
-        """The prompt from memory, else `folder`'s saved file, else computed from `clip` and saved there.
-        `still_current()` (asked under `files_lock`) says whether the voice is still the one we started from:
-        when it is not (deleted or re-created meanwhile), the prompt is returned but neither saved nor kept."""
-        cached = self.cached(voice_id, model.fingerprint)
+        """The prompt from memory, else the object `key`, else computed from `clip()` and saved at `key`
+        (then the keys `stale()` names are removed). When `still_current()` turns false (deleted or
+        re-created meanwhile) the prompt is returned but neither kept nor left saved."""
+        cached = self.cached(voice_id, model.fingerprint, rev)
         if cached is not None:
             return cached
-        path = folder / prompt_file(model.fingerprint)
         prompt = None
-        if path.is_file():
+        data = objects.read(key)
+        if data is not None:
             try:
-                prompt = VoicePrompt.load(path)
-            except (OSError, ValueError, KeyError, SafetensorError):
-                prompt = None  # a damaged file is recomputed below
+                prompt = VoicePrompt.from_bytes(data, key)
+            except (ValueError, KeyError):
+                prompt = None  # a damaged object is recomputed below
         computed = prompt is None
         if computed:
             from ..audio import load_audio
 
-            wav, sr = load_audio(clip)
+            wav, sr = load_audio(clip())
             prompt = model.create_voice_prompt(to_model_rate(wav, sr), SAMPLE_RATE, transcript)
         with self.files_lock:
+            if computed:
+                if data is None:
+                    objects.create(key, prompt.to_bytes())  # another replica may have made it: same prompt
+                else:
+                    objects.write(key, prompt.to_bytes())  # replaces a damaged object
             if not still_current():
+                if computed:
+                    objects.delete(key)
                 return prompt
             if computed:
-                _replace_saved(folder, path, prompt)
-            self.remember(voice_id, model.fingerprint, prompt)
+                for old in stale():
+                    objects.delete(old)
+            self.remember(voice_id, model.fingerprint, prompt, rev)
         return prompt
-
-
-def _replace_saved(folder: Path, path: Path, prompt: VoicePrompt) -> None:
-    """Save `prompt` at `path` atomically, removing the prompts of other weights."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("prompt-*.safetensors"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        prompt.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
