@@ -1,7 +1,8 @@
 /**
  * The listen page (`/listen`): a voice loop. The microphone feeds an energy voice-activity detector; when
  * the user stops talking their turn goes to the speech-to-text hook, the text to the LLM hook, and the
- * reply streams into the speech client piece by piece (`append` … `end`). When the user starts talking while
+ * reply streams into the speech client piece by piece (`append` … `end`): one utterance that starts speaking
+ * at the reply's first words where the server streams text (`client.streamsText`). When the user starts talking while
  * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
  * told how much was heard (`playedMs`). The status line says the phase (connecting, model loading, idle,
  * listening, hearing, thinking, speaking), the line under the meter the microphone and the last barge-in.
