@@ -41,14 +41,16 @@ def request(text: str, voice, seed: int, greedy: bool, **extra) -> SpeechRequest
     return SpeechRequest(text, voice=voice, sampling=sampling, seed=seed, **extra)
 
 
-def collect(events: queue.SimpleQueue) -> tuple[np.ndarray, Finished]:
+def collect(events: queue.SimpleQueue) -> tuple[np.ndarray, np.ndarray, Finished]:
     frames = []
     while not isinstance(event := events.get(timeout=120), Finished):
         frames.append(event)
-    return np.stack([f.codes for f in frames]) if frames else np.zeros((0, 16)), event
+    if not frames:
+        return np.zeros((0, 16)), np.zeros(0), event
+    return np.stack([f.codes for f in frames]), np.concatenate([f.audio for f in frames]), event
 
 
-def whole(engine: Engine, req: SpeechRequest) -> tuple[np.ndarray, Finished]:
+def whole(engine: Engine, req: SpeechRequest) -> tuple[np.ndarray, np.ndarray, Finished]:
     events = queue.SimpleQueue()
     engine.submit(req, events.put)
     return collect(events)
@@ -56,7 +58,7 @@ def whole(engine: Engine, req: SpeechRequest) -> tuple[np.ndarray, Finished]:
 
 def trickled(engine: Engine, req: SpeechRequest, pieces: list[str], rng: random.Random):
     """`pieces[0]` at submit, piece i once the driver's frame at[i] (counted from the submit) has arrived
-    (the last piece closes the text); -> (codes, Finished, frames the streamed slot sat out)."""
+    (the last piece closes the text); -> (codes, audio, Finished, frames the streamed slot sat out)."""
     at = np.cumsum([0] + [rng.choice((0, 1, 4, 12)) for _ in pieces[1:]]).tolist()
     schedule = list(zip(at[1:], pieces[1:], strict=True))
     log: list[str] = []  # "d"/"s": a frame of the driver / of the streamed utterance, in delivery order
@@ -85,11 +87,11 @@ def trickled(engine: Engine, req: SpeechRequest, pieces: list[str], rng: random.
                                          stop_on_eos=False), driver_sink)
     assert started.wait(timeout=120)
     holder["job"] = engine.submit(replace(req, text=pieces[0], text_open=True), streamed_sink)
-    codes, done = collect(streamed)
+    codes, audio, done = collect(streamed)
     driver.cancel()
     ours = [i for i, who in enumerate(log) if who == "s"]
     sat_out = log[ours[0] : ours[-1]].count("d") - (len(ours) - 1) if ours else 0
-    return codes, done, sat_out
+    return codes, audio, done, sat_out
 
 
 @pytest.fixture(scope="module", params=["eager", "static"])
@@ -109,11 +111,13 @@ def test_trickled_text_makes_the_codes_of_the_whole_text(engine, voice, icl_voic
         # past the text's end (its E row, then pads); the short text: the default budget, to its end token
         extra = {} if index == len(TEXTS) - 1 else {"max_frames": tokens + 6, "stop_on_eos": False}
         req = request(text, clone, seed=1000 * index + n, greedy=index % 3 == 0, **extra)
-        expected, expected_done = whole(engine, req)
+        expected, expected_audio, expected_done = whole(engine, req)
         pieces = split(text, rng)
-        codes, done, waited = trickled(engine, req, pieces, rng)
+        codes, audio, done, waited = trickled(engine, req, pieces, rng)
         assert done == expected_done, pieces
         np.testing.assert_array_equal(codes, expected, err_msg=repr(pieces))
+        # the codec state of a waiting slot is kept too (decoded beside the driver: within conv rounding)
+        np.testing.assert_allclose(audio, expected_audio, atol=1e-5, err_msg=repr(pieces))
         assert len(codes) > 0
         sat_out += waited
     assert sat_out > 0  # the streamed slot really ran out of text and waited while the driver went on

@@ -11,12 +11,8 @@ One job through the engine:
     codec thread       (`makima-codec`, codec_stage.py) resets codec rows, decodes each FrameCodes and
                        calls the jobs' sinks: AudioFrame per row, then the job's Finished
 
-Streamed text (`SpeechRequest.text_open`, then `Job.append_text`): one utterance whose text arrives in
-pieces. The pieces reach the generation thread as typed `TextPiece`s (text_intake.py: stable token ids,
-text_stream.py); the job is admitted once its prefill's text tokens are known (or its text is closed),
-then each new token extends its slot's `TextFeed`. A slot whose next text row has not arrived waits: it
-sits out the lockstep steps (`SlotPool.stage_participation`) with its caches, codec state and random
-generator untouched, and resumes when text comes; closing the text ends it as the whole text would.
+Streamed text (`SpeechRequest.text_open`, then `Job.append_text`; text_intake.py): a slot whose next
+text row has not arrived sits out the steps untouched (`SlotPool.stage_participation`) until it comes.
 
 Hand-offs: `submit` appends to a deque the generation thread waits on (a condition); the generation
 thread sends typed messages to the codec thread through one bounded FIFO queue
@@ -187,12 +183,11 @@ class Engine:
 
     def _has_work(self) -> bool:
         """(under the lock) Whether a text piece, a queued job to drop or admit, or a slot to step is there."""
-        if self._texts or any(job.cancelled for job in self._queue):
-            return True
-        if self._pool.free_slot() is not None and any(self._admissible(job) for job in self._queue):
-            return True
-        return any(job is not None and (job.cancelled or self._pool.settings[slot].feed.ready(
-            self._pool.settings[slot].frames)) for slot, job in enumerate(self._jobs))
+        pool, queued = self._pool, self._queue
+        return bool(self._texts) or any(job.cancelled for job in queued) or (
+            pool.free_slot() is not None and any(self._admissible(job) for job in queued)
+        ) or any(job is not None and (job.cancelled or pool.settings[slot].feed.ready(pool.settings[slot].frames))
+                 for slot, job in enumerate(self._jobs))
 
     def _admissible(self, job: Job) -> bool:
         return job.text is None or job.text.prefill_ready()
