@@ -12,7 +12,9 @@ messages with `continue: true` at `--tokens-per-s` (the last one with `continue:
 is received. Measured: first token sent -> first binary audio ("first audio"), the gaps between audio
 messages while the text still trickles in and over the whole utterance, and underruns of a playout clock
 that starts with the first frame. The default text has a long first sentence (the segmenter's worst case).
-The JSON carries the command, the machine and every raw figure; a markdown table follows.
+The JSON carries the command, the machine and every raw figure; a markdown table follows. The servers run
+the `makima-tts` of this interpreter in a temporary directory: to measure a checkout that is not the
+installed package, set PYTHONPATH to its absolute `src` path.
 """
 
 from __future__ import annotations
