@@ -103,6 +103,14 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def normalize(self, text: str) -> str:
+        normalizer = self._tok.normalizer
+        return normalizer.normalize_str(text) if normalizer is not None else text
+
+    def chunk_starts(self, normalized: str) -> list[int]:
+        """Where each pre-tokenizer chunk of `normalized` begins (BPE never merges across chunks)."""
+        return [start for _, (start, _) in self._tok.pre_tokenizer.pre_tokenize_str(normalized)]
+
     def assistant_ids(self, text: str) -> list[int]:
         """`<|im_start|>assistant\\n{text}<|im_end|>\\n<|im_start|>assistant\\n`: role = [:3], text = [3:-5]."""
         return self.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")

@@ -13,6 +13,7 @@ def test_listen_page_loads_without_console_errors(tab):
     tab.wait_ready()
     tab.page.wait_for_function("makima.phase === 'idle'")
     assert "Ready" in tab.status()
+    assert tab.page.evaluate("makima.client.streamsText") is True  # replies stream into one utterance
     assert tab.console_errors == []
     tab.screenshot("listen-page")
 

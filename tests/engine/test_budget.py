@@ -5,10 +5,11 @@ import torch
 
 from makima_tts.engine.budget import EXTRA_FRAMES, FRAMES_PER_TOKEN, frame_budget
 from makima_tts.engine.prompt import Prompt, PromptError
+from makima_tts.engine.text_feed import TextFeed
 
 
 def prompt(rows: int, text_tokens: int) -> Prompt:
-    return Prompt(torch.zeros(1, rows, 4), torch.zeros(1, 4), torch.zeros(4), None, text_tokens)
+    return Prompt(torch.zeros(1, rows, 4), TextFeed(torch.zeros, [], None, torch.zeros(4)), None, text_tokens)
 
 
 def test_constants_are_the_documented_ones():

@@ -87,12 +87,12 @@ def test_x_vector_rows(tiny_tts, voice, language):
     head = ROLE + control_rows(language) + 1 + 1  # + x-vector row + (tts_bos + C(pad))
     streaming = prompt_for(tiny_tts, SpeechRequest(TEXT, voice=voice, language=language))  # Base default
     assert streaming.embeds.shape[1] == head + 1  # T[0] + C(bos)
-    assert streaming.trailing.shape[0] == t  # T[1:] ++ E
+    assert streaming.feed.closed_rows().shape[0] == t  # T[1:] ++ E
     assert streaming.text_tokens == t and streaming.ref_codes is None
     whole = prompt_for(tiny_tts, SpeechRequest(TEXT, voice=voice, language=language, text_mode="non_streaming"))
     assert whole.embeds.shape[1] == head + t + 1 + 1  # (T ++ E) + C(pad), then P + C(bos)
-    assert whole.trailing.shape[0] == 1  # P only
-    torch.testing.assert_close(whole.trailing[0], whole.pad)
+    assert whole.feed.closed_rows().shape[0] == 1  # P only
+    torch.testing.assert_close(whole.feed.closed_rows()[0], whole.feed.pad)
 
 
 def test_icl_rows(tiny_tts, icl_voice):
@@ -103,21 +103,21 @@ def test_icl_rows(tiny_tts, icl_voice):
     text_rows, codec_rows = ref_text + t + 1, 1 + ref_frames  # (ref ++ T ++ E), (C(bos) ++ ref frames)
     streaming = prompt_for(tiny_tts, SpeechRequest(TEXT, voice=icl_voice))
     assert streaming.embeds.shape[1] == head + codec_rows
-    assert streaming.trailing.shape[0] == max(text_rows - codec_rows, 1)  # leftover text, else P
+    assert streaming.feed.closed_rows().shape[0] == max(text_rows - codec_rows, 1)  # leftover text, else P
     assert torch.equal(streaming.ref_codes.cpu(), icl_voice.ref_codes)
     whole = prompt_for(tiny_tts, SpeechRequest(TEXT, voice=icl_voice, text_mode="non_streaming"))
     assert whole.embeds.shape[1] == head + text_rows + codec_rows
-    assert whole.trailing.shape[0] == 1
+    assert whole.feed.closed_rows().shape[0] == 1
 
 
 def test_custom_voice_rows(custom_tts):
     t = text_tokens(custom_tts)
     head = ROLE + control_rows("english") + 1 + 1  # + speaker row
     whole = prompt_for(custom_tts, SpeechRequest(TEXT, speaker="serena", language="english"))  # default: whole text
-    assert whole.embeds.shape[1] == head + t + 2 and whole.trailing.shape[0] == 1
+    assert whole.embeds.shape[1] == head + t + 2 and whole.feed.closed_rows().shape[0] == 1
     streaming = prompt_for(custom_tts, SpeechRequest(TEXT, speaker="serena", language="english",
                                                      text_mode="streaming"))
-    assert streaming.embeds.shape[1] == head + 1 and streaming.trailing.shape[0] == t
+    assert streaming.embeds.shape[1] == head + 1 and streaming.feed.closed_rows().shape[0] == t
     instruct = "Speak slowly."
     with_instruct = prompt_for(custom_tts, SpeechRequest(TEXT, speaker="serena", language="english",
                                                          instruct=instruct))
@@ -131,9 +131,9 @@ def test_voice_design_rows(design_tts):
     extra = len(design_tts.tokenizer.instruct_ids(instruct))
     head = extra + ROLE + control_rows("auto") + 1  # no speaker row
     whole = prompt_for(design_tts, SpeechRequest(TEXT, instruct=instruct))
-    assert whole.embeds.shape[1] == head + t + 2 and whole.trailing.shape[0] == 1
+    assert whole.embeds.shape[1] == head + t + 2 and whole.feed.closed_rows().shape[0] == 1
     streaming = prompt_for(design_tts, SpeechRequest(TEXT, instruct=instruct, text_mode="streaming"))
-    assert streaming.embeds.shape[1] == head + 1 and streaming.trailing.shape[0] == t
+    assert streaming.embeds.shape[1] == head + 1 and streaming.feed.closed_rows().shape[0] == t
 
 
 # ---------------------------------------------------------------------------------------- warm-up

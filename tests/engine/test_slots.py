@@ -60,12 +60,12 @@ class BadCodeAt:
         self.inner = self.stage._deliver
         self.stage._deliver = self
 
-    def __call__(self, frame, rows, verdict):
+    def __call__(self, frame, rows, verdict, held):
         for slot, job, index in rows:
             if self.targets.get(job.id) == index:
                 frame = frame.clone()
                 frame[slot, 5] = 4096
-        return self.inner(frame, rows, verdict)
+        return self.inner(frame, rows, verdict, held)
 
     def remove(self) -> None:
         del self.stage._deliver
@@ -141,7 +141,7 @@ def test_free_rows_are_inert(eos_tts, eos_voice, static):
                               eos_tts.talker, eos_tts.code_predictor)
     for slot in range(4):
         generator = torch.Generator().manual_seed(slot)
-        settings = SlotSettings(SamplingParams(), generator, 20, True, prompt.trailing, prompt.pad)
+        settings = SlotSettings(SamplingParams(), generator, 20, True, prompt.feed)
         step.prefill(slot, prompt, settings)
     pool.last_token[0] = EOS  # as if slot 0's utterance had just chosen the end token
     pool.release(0)

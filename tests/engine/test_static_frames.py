@@ -25,7 +25,7 @@ TEXT = "Hello world. This is a tiny test of speech."
 def _settings(tts, request, sampling, seed):
     prompt = build_prompt(request, tts.config, tts.tokenizer, tts.talker, tts.code_predictor)
     generator = torch.Generator(device=tts.device).manual_seed(seed)
-    return prompt, SlotSettings(sampling, generator, 100, True, prompt.trailing, prompt.pad)
+    return prompt, SlotSettings(sampling, generator, 100, True, prompt.feed)
 
 
 def _slot_plans(tts, voice):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from makima_tts.server.segmenter import TextSegmenter
 from makima_tts.server.utterances import AudioFormat, Marker, Stage, TextState, Utterance, UtteranceQueue
 
 
 def utterance(uid: str, priority: str = "normal", streamed: bool = False) -> Utterance:
     return Utterance(id=uid, voice="default", language=None, format=AudioFormat(16000, "pcm16", "binary"),
-                     priority=priority, text=TextState.OPEN, segmenter=TextSegmenter() if streamed else None)
+                     priority=priority, text=TextState.OPEN, incremental=streamed)
 
 
 def drain(utt: Utterance) -> list:
@@ -56,12 +55,13 @@ def test_whole_text_then_end():
 def test_streamed_text_flush_and_late_flush():
     utt = utterance("s", streamed=True)
     utt.add_text("The weather in ")
-    assert drain(utt) == []  # not a piece worth speaking yet
+    utt.add_text("")  # nothing to speak: no piece
+    assert drain(utt) == ["The weather in "]  # as it came (synthesis streams or segments it)
     utt.flush_text()
-    assert drain(utt) == ["The weather in", Marker.FLUSH]
+    assert drain(utt) == [Marker.FLUSH]
     utt.add_text("Paris is sunny today. And ")
     utt.close_text()
-    assert drain(utt) == ["Paris is sunny today.", "And", Marker.END]
+    assert drain(utt) == ["Paris is sunny today. And ", Marker.END]
     utt.flush_text()  # after the text closed: answered before the terminal
     assert utt.late_flushes == 1 and drain(utt) == []
     assert utt.chars == len("The weather in ") + len("Paris is sunny today. And ")

@@ -212,7 +212,8 @@ def test_streaming_text_with_flush(server):
         audio_before_flush = sum(len(m) for m in seen[: seen.index(flushed)] if isinstance(m, bytes)) // 2
         assert flushed["audioMs"] == pytest.approx(audio_before_flush * 1000 / 24000, abs=1e-3)
         assert done["type"] == "complete" and done["charactersProcessed"] == sum(map(len, parts))
-        # three pieces were synthesised back to back (each up to the test's 4-frame cap)
+        # two passages, before and after the flush (each up to the test's 4-frame cap; more when that cap
+        # ends one before its text does: the rest starts the next)
         assert done["frames"] == len(audio_of(seen)) >= 3
         await c.close()
 

@@ -5,7 +5,8 @@ takes the messages in order and is the only thread that calls the jobs' sinks:
 
     StartUtterance(slot, ref_codes, ready)   reset the slot's codec row (ICL: to the primed state)
     FrameCodes(frame, rows, verdict, ...)    decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row,
-                                             `last` on the rows whose job ends with it (`StepVerdict`)
+                                             `last` on the rows whose job ends with it (`StepVerdict`);
+                                             the `held` rows (waiting for text) keep their codec state
     EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
     Stop()                                   end of the thread (the last message)
 
@@ -78,10 +79,11 @@ class StepVerdict:
 @dataclass(frozen=True)
 class FrameCodes:
     frame: torch.Tensor  # [n, 16] int64, rows 0..n-1 of the slots (free rows all 0)
-    rows: tuple[FrameRow, ...]  # the occupied rows, each with its job and frame index
+    rows: tuple[FrameRow, ...]  # the rows that made a frame, each with its job and frame index
     verdict: StepVerdict
     ready: torch.cuda.Event | None = None
     decoded: threading.Event | None = None  # set once the frame is delivered (time to first audio)
+    held: tuple[int, ...] = ()  # occupied slots that made no frame (waiting for text): state kept as is
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ class CodecStage:
                 self.start(message.slot, message.ref_codes)
             else:
                 _receive(message.ready, message.frame)
-                self._deliver(message.frame, message.rows, message.verdict)
+                self._deliver(message.frame, message.rows, message.verdict, message.held)
         except Exception:
             log.exception("codec stage failed")
             for row in message.rows if isinstance(message, FrameCodes) else ():
@@ -173,10 +175,11 @@ class CodecStage:
             if isinstance(message, FrameCodes) and message.decoded is not None:
                 message.decoded.set()
 
-    def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...], verdict: StepVerdict) -> None:
+    def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...], verdict: StepVerdict,
+                 held: tuple[int, ...] = ()) -> None:
         """Decode one frame and hand each row's AudioFrame to its job; a rejected row fails its job alone."""
         with self.timer("codec"):
-            audio, rejected = self.decode(frame)
+            audio, rejected = self.decode(frame, held)
         codes = frame.cpu().numpy()
         last = verdict.last_slots()
         for slot, job, index in rows:
@@ -197,8 +200,9 @@ class CodecStage:
             self.state.copy_row_from(slot, self.primed.get(ref_codes, self.tts.device), 0)
 
     @torch.inference_mode()
-    def decode(self, frame: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        """frame [n, 16] (rows 0..n-1 of the slots) -> (audio [n, 1920] float32, rejected rows).
+    def decode(self, frame: torch.Tensor, held: tuple[int, ...] = ()) -> tuple[np.ndarray, list[int]]:
+        """frame [n, 16] (rows 0..n-1 of the slots) -> (audio [n, 1920] float32, rejected rows); the `held`
+        rows' codec state is left as it was (their audio is meaningless).
 
         A row holding an id outside the codebook [0, codebook_size) is rejected: it is decoded as
         silence (code 0) so that the other rows' audio is unaffected, and its slot is returned so that
@@ -206,7 +210,10 @@ class CodecStage:
         the audio (no extra sync)."""
         valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
         codes = frame * valid[:, None]
+        kept = self.state.take_rows(held) if held else None
         audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
+        if kept is not None:
+            self.state.put_rows(held, kept)
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [int(row) for row in np.flatnonzero(~valid)]
 

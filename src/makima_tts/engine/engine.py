@@ -11,6 +11,9 @@ One job through the engine:
     codec thread       (`makima-codec`, codec_stage.py) resets codec rows, decodes each FrameCodes and
                        calls the jobs' sinks: AudioFrame per row, then the job's Finished
 
+Streamed text (`SpeechRequest.text_open`, then `Job.append_text`; text_intake.py): a slot whose next
+text row has not arrived sits out the steps untouched (`SlotPool.stage_participation`) until it comes.
+
 Hand-offs: `submit` appends to a deque the generation thread waits on (a condition); the generation
 thread sends typed messages to the codec thread through one bounded FIFO queue
 (`codec_stage.QUEUE_STEPS` deep), so the talker makes frame k+1 while the codec decodes frame k. Every
@@ -42,6 +45,7 @@ from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
 from .step import FrameStep
+from .text_intake import OpenText, TextPiece
 from .timing import PhaseTimer
 from .types import EngineEvent, Finished, SpeechRequest
 from .warmup import warmup_request
@@ -58,6 +62,13 @@ class Job:
         self.request, self._sink, self._engine = request, sink, engine
         self.cancelled = False
         self.done = threading.Event()
+        self.text = OpenText(engine.tts, request) if request.text_open else None  # generation thread only
+
+    def append_text(self, text: str, close: bool = False) -> None:
+        """More text for a job submitted with `text_open`; `close` ends its text (any thread)."""
+        if self.text is None:
+            raise ValueError("this job's text was given whole (submit it with text_open=True to stream text)")
+        self._engine._post_text(TextPiece(self, text, close))
 
     def cancel(self) -> None:
         """Stop this job within a step; its sink then gets Finished(cancelled=True)."""
@@ -98,6 +109,7 @@ class Engine:
         self._codec = CodecStage(tts, max_streams, threads=self.threads, timer=self.timer)
         self._jobs: list[Job | None] = [None] * max_streams  # by slot
         self._queue: deque[Job] = deque()  # submitted, not yet admitted
+        self._texts: deque[TextPiece] = deque()  # text for open jobs, not yet taken in
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
@@ -113,6 +125,8 @@ class Engine:
                 job.emit(Finished(0, cancelled=True, error="the engine is shut down"))
                 return job
             self._queue.append(job)
+            if job.text is not None:
+                self._texts.append(TextPiece(job, request.text, close=False))
             self._cv.notify()
         return job
 
@@ -161,6 +175,23 @@ class Engine:
         with self._cv:
             self._cv.notify()
 
+    def _post_text(self, piece: TextPiece) -> None:
+        with self._cv:
+            if not self._closed:
+                self._texts.append(piece)
+                self._cv.notify()
+
+    def _has_work(self) -> bool:
+        """(under the lock) Whether a text piece, a queued job to drop or admit, or a slot to step is there."""
+        pool, queued = self._pool, self._queue
+        return bool(self._texts) or any(job.cancelled for job in queued) or (
+            pool.free_slot() is not None and any(self._admissible(job) for job in queued)
+        ) or any(job is not None and (job.cancelled or pool.settings[slot].feed.ready(pool.settings[slot].frames))
+                 for slot, job in enumerate(self._jobs))
+
+    def _admissible(self, job: Job) -> bool:
+        return job.text is None or job.text.prefill_ready()
+
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         if self.threads:
@@ -173,17 +204,20 @@ class Engine:
                 self._static = None
         while True:
             with self._cv:
-                while not self._closed and not self._queue and not any(self._jobs):
+                while not self._closed and not self._has_work():
                     self._cv.wait()
                 if self._closed:
                     break
+                texts, self._texts = self._texts, deque()
+                for piece in texts:
+                    piece.job.text.take(piece)
                 pending, dropped = self._take_pending()
             for job in dropped:  # posted outside the lock: the codec queue may be full
                 self._end(job, Finished(0, cancelled=True))
             self._drop_cancelled()
             if pending is not None:
                 self._admit(pending)
-            if any(self._jobs):
+            if self._pool.active():
                 try:
                     self._step()
                 except Exception:
@@ -196,15 +230,16 @@ class Engine:
         self._codec.put(EndUtterance(job, event))
 
     def _take_pending(self) -> tuple[Job | None, list[Job]]:
-        """The next queued job if a slot is free, and the queued jobs cancelled before admission."""
-        dropped = []
-        while self._queue:
-            if self._queue[0].cancelled:
-                dropped.append(self._queue.popleft())
-            elif self._pool.free_slot() is None:
-                break
-            else:
-                return self._queue.popleft(), dropped
+        """The first admissible queued job if a slot is free (an open text waits for its first tokens),
+        and the queued jobs cancelled before admission."""
+        dropped = [job for job in self._queue if job.cancelled]
+        for job in dropped:
+            self._queue.remove(job)
+        if self._pool.free_slot() is not None:
+            for job in self._queue:
+                if self._admissible(job):
+                    self._queue.remove(job)
+                    return job, dropped
         return None, dropped
 
     def _drop_cancelled(self) -> None:
@@ -216,12 +251,16 @@ class Engine:
         slot = self._pool.free_slot()
         req, tts = job.request, self.tts
         try:
-            prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor)
+            text = job.text.prompt_text() if job.text is not None else None
+            prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor, text)
             budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._pool.max_context)
             generator = torch.Generator(device=tts.device)
             generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
             sampling = req.sampling or tts.config.generation.sampling
-            settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
+            settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.feed)
+            if job.text is not None:  # later text extends the feed and the budget
+                job.text.admitted(prompt, settings, lambda p=prompt: frame_budget(
+                    req.max_frames, p, self.max_frames_cap, self._pool.max_context))
             self._jobs[slot] = job
             with self.timer("prefill"):
                 token = self._frames.prefill(slot, prompt, settings)
@@ -248,8 +287,11 @@ class Engine:
     def _step(self) -> None:
         """One frame for every admitted job; then end the jobs that chose the end token or ran out of budget."""
         pool, step = self._pool, self._frames
-        rows = tuple(FrameRow(slot, job, pool.settings[slot].frames) for slot, job in enumerate(self._jobs)
-                     if job is not None)
+        stepping = pool.stage_participation()  # slots waiting for text sit this frame out
+        if not stepping:
+            return
+        rows = tuple(FrameRow(slot, self._jobs[slot], pool.settings[slot].frames) for slot in stepping)
+        held = tuple(slot for slot in pool.active() if slot not in stepping)
         # only first frames (nothing else running): once this step's generation is done, wait for their
         # audio, so that the codec decodes it without sharing the cores with the next step (time to first
         # audio first); beside running streams, no wait (they would stall)
@@ -260,18 +302,16 @@ class Engine:
             if self._static is not None:
                 with self.timer("frame"):
                     frame, next_token = self._static.run()
-                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio))
+                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio, held))
             else:
                 with self.timer("code_predictor"):
                     frame = step.predict_frame()  # [n, 16]
-                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio))
+                self._codec.put(FrameCodes(frame, rows, verdict, self._handoff(), first_audio, held))
                 with self.timer("talker"):
                     next_token = step.advance(frame)  # [n]
             next_token = next_token.cpu().numpy()
             eos = self.tts.config.talker.codec_eos_token_id
-            for slot, job in enumerate(self._jobs):
-                if job is None:
-                    continue
+            for slot in stepping:
                 settings = pool.settings[slot]
                 if settings.stop_on_eos and int(next_token[slot]) == eos:
                     ending[slot] = Finished(settings.frames)

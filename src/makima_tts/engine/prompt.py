@@ -9,7 +9,11 @@ tail, streaming text:      T[0] + C(bos)                     trailing = T[1:] ++
 tail, non-streaming text:  (T ++ E) + C(pad) ..., P + C(bos)  trailing = P
 tail, ICL:                 (ref_text ++ T ++ E) mixed with C(bos) ++ sum-of-16(ref codes), see `_icl_rows`
 
-The tensor calls mirror the official ones in shape so fp32 results agree bit for bit where possible.
+The trailing text is a `TextFeed` (text_feed.py). In the streaming layouts the prefill needs only the
+first text token(s) (`prefill_text_tokens`), so a prompt can be built while the text is still arriving
+(`PromptText.open`): the feed then grows as tokens come and gets `E` when the text closes. The tensor
+calls mirror the official ones in shape so fp32 results agree bit for bit where possible; the trailing
+rows are the exception: embedded one token at a time (text_feed.py says why), they agree within 1e-6.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from ..config import ModelConfig
 from ..text import TextTokenizer
+from .text_feed import TextFeed
 from .types import SpeechRequest
 
 
@@ -30,10 +35,39 @@ class PromptError(ValueError):
 @dataclass
 class Prompt:
     embeds: torch.Tensor  # [1, P, H] prefill rows
-    trailing: torch.Tensor  # [N, H] text rows for generation steps 0..N-1; row N onward uses `pad`
-    pad: torch.Tensor  # [H]
+    feed: TextFeed  # the text rows of generation steps 0, 1, ... (then `P`)
     ref_codes: torch.Tensor | None  # [T_ref, 16] (ICL: the codec is primed with these)
-    text_tokens: int  # number of text tokens of the utterance (drives the frame budget)
+    text_tokens: int  # number of text tokens of the utterance so far (drives the frame budget)
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """An utterance's tokenized text: the role ids (`<|im_start|>assistant\\n`, 3 tokens) and the text's
+    ids; `open`: more text follows (streaming layouts only)."""
+
+    role: list[int]
+    ids: list[int]
+    open: bool = False
+
+    @classmethod
+    def whole(cls, tokenizer: TextTokenizer, text: str) -> PromptText:
+        assistant = tokenizer.assistant_ids(text)
+        return cls(assistant[:3], assistant[3:-5])
+
+
+def streams_text(req: SpeechRequest, cfg: ModelConfig) -> bool:
+    """Whether the utterance uses a streaming-text layout (one text row per frame)."""
+    return req.text_mode == "streaming" if req.text_mode else cfg.tts_model_type == "base"
+
+
+def prefill_text_tokens(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer) -> int | None:
+    """How many text tokens the prefill takes in the streaming layout (its prompt can be built once they
+    are known), or None when the layout takes the whole text up front (non-streaming text)."""
+    if not streams_text(req, cfg):
+        return None
+    if req.voice is not None and req.voice.mode == "icl":  # Lt > Lc needs ref_text ++ T to fill the Lc rows
+        return max(1, req.voice.ref_codes.shape[0] + 1 - len(tokenizer.reference_ids(req.voice.ref_text)))
+    return 1
 
 
 def resolve_language(cfg: ModelConfig, language: str | None, speaker: str | None) -> int | None:
@@ -72,10 +106,20 @@ def _check_voice(cfg: ModelConfig, req: SpeechRequest) -> None:
         raise PromptError(f"unknown tts_model_type {kind!r}")
 
 
-def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer, talker, code_predictor) -> Prompt:
+def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer, talker, code_predictor,
+                 text: PromptText | None = None) -> Prompt:
+    """`text`: the tokenized text (default: `req.text` whole); an open one needs at least
+    `prefill_text_tokens` text ids."""
     _check_voice(cfg, req)
-    if not req.text or not req.text.strip():
-        raise PromptError("text is empty")
+    if text is None:
+        if not req.text or not req.text.strip():
+            raise PromptError("text is empty")
+        text = PromptText.whole(tokenizer, req.text)
+    if not text.ids and not text.open:
+        raise PromptError("text is empty after tokenization")
+    streaming = streams_text(req, cfg)
+    if text.open and not streaming:
+        raise PromptError("non-streaming text mode takes the whole text at once")
     tc = cfg.talker
     device = talker.codec_embedding.weight.device
     dtype = talker.codec_embedding.weight.dtype
@@ -84,10 +128,10 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
         return torch.tensor(values, dtype=torch.long, device=device)
 
     text_embed, codec_embed = talker.text_embed, talker.codec_embedding
-    assistant = ids([tokenizer.assistant_ids(req.text)])  # [1, L]
-    text = assistant[:, 3:-5]
-    if text.shape[1] == 0:
-        raise PromptError("text is empty after tokenization")
+
+    @torch.inference_mode()
+    def embed_one(token: int) -> torch.Tensor:
+        return text_embed(ids([[token]]))[0, 0]  # [H]
 
     tts_bos, tts_eos, tts_pad = text_embed(
         ids([[cfg.tts_bos_token_id, cfg.tts_eos_token_id, cfg.tts_pad_token_id]])
@@ -106,45 +150,47 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
     codec_rows.append(codec_embed(ids([[tc.codec_pad_id, tc.codec_bos_id]])))
     codec = torch.cat(codec_rows, dim=1)  # [1, L, H]
 
-    role = text_embed(assistant[:, :3])
+    role = text_embed(ids([text.role]))
     prefix = torch.cat((tts_pad.expand(-1, codec.shape[1] - 2, -1), tts_bos), dim=1) + codec[:, :-1]
     embeds = torch.cat((role, prefix), dim=1)
 
-    streaming = req.text_mode == "streaming" if req.text_mode else cfg.tts_model_type == "base"
-    ref_codes = None
+    ref_codes, eos, pad = None, tts_eos[0, 0], tts_pad[0, 0]
     if req.voice is not None and req.voice.mode == "icl":
         ref_codes = req.voice.ref_codes.to(device)
-        ref_text = ids([tokenizer.reference_ids(req.voice.ref_text)])
-        rows, trailing = _icl_rows(
-            text, ref_text, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg
-        )
+        all_ids = tokenizer.reference_ids(req.voice.ref_text) + text.ids
+        rows, trailing = _icl_rows(all_ids, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg)
         embeds = torch.cat((embeds, rows), dim=1)
+        if text.open and not trailing:
+            raise PromptError("an open ICL text needs the tokens of its first rows (prefill_text_tokens)")
+        feed = TextFeed(embed_one, all_ids[rows.shape[1]:], eos, pad, text.open) if trailing else None
     elif streaming:
-        embeds = torch.cat((embeds, text_embed(assistant[:, 3:4]) + codec[:, -1:]), dim=1)
-        trailing = torch.cat((text_embed(assistant[:, 4:-5]), tts_eos), dim=1)
+        embeds = torch.cat((embeds, text_embed(ids([text.ids[:1]])) + codec[:, -1:]), dim=1)
+        feed = TextFeed(embed_one, text.ids[1:], eos, pad, text.open)
     else:
-        pads = codec_embed(ids([[tc.codec_pad_id] * (text.shape[1] + 1)]))
-        body = torch.cat((text_embed(text), tts_eos), dim=1) + pads
+        pads = codec_embed(ids([[tc.codec_pad_id] * (len(text.ids) + 1)]))
+        body = torch.cat((text_embed(ids([text.ids])), tts_eos), dim=1) + pads
         embeds = torch.cat((embeds, body, tts_pad + codec_embed(ids([[tc.codec_bos_id]]))), dim=1)
-        trailing = tts_pad
+        feed = None
     if req.instruct:
         embeds = torch.cat((text_embed(ids([tokenizer.instruct_ids(req.instruct)])), embeds), dim=1)
-    return Prompt(embeds, trailing[0], tts_pad[0, 0], ref_codes, int(text.shape[1]))
+    return Prompt(embeds, feed or TextFeed(embed_one, [], None, pad), ref_codes, len(text.ids))
 
 
-def _icl_rows(text, ref_text, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg):
-    """ICL tail: (ref transcript ++ text ++ E) against (C(bos) ++ reference frames)."""
-    text_rows = torch.cat((talker.text_embed(torch.cat([ref_text, text], dim=-1)), tts_eos), dim=1)  # [1, Lt, H]
+def _icl_rows(all_ids, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg):
+    """ICL tail: (ref transcript ++ text ++ E) against (C(bos) ++ reference frames) -> (rows [1, R, H],
+    whether text follows them: then the trailing text is `all_ids[R:]` ++ E, else `P`)."""
     per_codebook = torch.cat(
         (talker.codec_embedding(ref_codes[:, :1]), code_predictor.embed_codes(ref_codes[:, 1:])), dim=1
     )  # [T_ref, 16, H]
     bos = talker.codec_embedding(torch.tensor([[cfg.talker.codec_bos_id]], device=ref_codes.device))
     codec_rows = torch.cat((bos, per_codebook.sum(1).unsqueeze(0)), dim=1)  # [1, Lc, H]
-    lt, lc = text_rows.shape[1], codec_rows.shape[1]
+    lt, lc = len(all_ids) + 1, codec_rows.shape[1]
+    ids = torch.tensor([all_ids], dtype=torch.long, device=ref_codes.device)
+    if streaming and lt > lc:  # only the Lc rows of the prefill embedded together: the rest is the feed's
+        return talker.text_embed(ids[:, :lc]) + codec_rows, True
+    text_rows = torch.cat((talker.text_embed(ids), tts_eos), dim=1)  # [1, Lt, H]
     if not streaming:
         pads = talker.codec_embedding(torch.full((1, lt), cfg.talker.codec_pad_id, device=ref_codes.device))
-        return torch.cat((text_rows + pads, codec_rows + tts_pad), dim=1), tts_pad
-    if lt > lc:
-        return text_rows[:, :lc] + codec_rows, text_rows[:, lc:]
+        return torch.cat((text_rows + pads, codec_rows + tts_pad), dim=1), False
     padded = torch.cat([text_rows] + [tts_pad] * (lc - lt), dim=1)
-    return padded + codec_rows, tts_pad
+    return padded + codec_rows, False

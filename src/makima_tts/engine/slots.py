@@ -8,14 +8,16 @@
     past_hidden [S, H]   talker hidden state of the last position
     seen [S, V], generated [S]   repetition-penalty memory and tokens chosen so far
     occupied [S], eos_allowed [S]  row masks
+    stepping [S]         occupied slots that make a frame this step (`stage_participation`); the others
+                         wait for text and keep every piece of their state as it is
     params, draws        per-row sampling settings as tensors (read by sampling.RowSampling)
     text_rows [S, H]     the trailing text row each slot adds to its next talker step (staged)
     noise_c0 [S, V], noise_cp [S, 15, V_cp]   Exponential(1) noise staged for static frames
 
-and the host-side `SlotSettings` of each occupied slot. Slots are acquired lowest-index first, and a
+and the host-side `SlotSettings` of each occupied slot (with its `TextFeed`, text_feed.py). Slots are acquired lowest-index first, and a
 frame runs on rows [0, n) with n one past the highest occupied slot, so every cache access is a plain
 view. A released row is inert until the next `occupy`: its codebook 0 is reset to 0 here, and the frame
-functions (step.py) multiply its codes and token by `occupied`.
+functions (step.py) mask its codes and token with `stepping`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from ..model.kv_cache import KVCache
 from .sampling import RowSampling
+from .text_feed import TextFeed
 from .types import SamplingParams
 
 PARAM_NAMES = ("temperature", "top_k", "top_p", "penalty", "sub_temperature", "sub_top_k", "sub_top_p")
@@ -39,16 +42,14 @@ class SlotSettings:
     generator: torch.Generator
     budget: int  # frames
     stop_on_eos: bool
-    trailing: torch.Tensor  # [N, H]
-    pad: torch.Tensor  # [H]
+    feed: TextFeed
     frames: int = 0
-
-    def trailing_row(self) -> torch.Tensor:
-        return self.trailing[self.frames] if self.frames < self.trailing.shape[0] else self.pad
+    stepping: bool = True  # makes a frame this step (False: waits for its next text row)
 
     def generator_for(self, sub: bool) -> torch.Generator | None:
-        """The generator when this slot samples (codebooks 1..15 if `sub`, else codebook 0)."""
-        return self.generator if (self.sampling.subtalker_dosample if sub else self.sampling.do_sample) else None
+        """The generator when this slot samples and steps (codebooks 1..15 if `sub`, else codebook 0)."""
+        draws = self.sampling.subtalker_dosample if sub else self.sampling.do_sample
+        return self.generator if draws and self.stepping else None
 
 
 class SlotPool:
@@ -78,6 +79,7 @@ class SlotPool:
         self.generated = torch.zeros(slots, dtype=torch.long, device=device)
         self.occupied = torch.zeros(slots, dtype=torch.bool, device=device)
         self.eos_allowed = torch.zeros(slots, dtype=torch.bool, device=device)
+        self.stepping = torch.zeros(slots, dtype=torch.bool, device=device)
         self.text_rows = torch.zeros(slots, tc.hidden_size, dtype=dtype, device=device)
         self.settings: list[SlotSettings | None] = [None] * slots
         self.params = {
@@ -117,12 +119,15 @@ class SlotPool:
         self.occupied[slot] = True
         self.seen[slot] = False
         self.generated[slot] = 0
+        self.stepping[slot] = True  # the prefill steps it
+        settings.stepping = True
         self.settings[slot] = settings
 
     def release(self, slot: int) -> None:
         """Free `slot`; its row computes inert values until the next `occupy`."""
         self.settings[slot] = None
         self.occupied[slot] = False
+        self.stepping[slot] = False
         self.text_rows[slot] = 0
         self.last_token[slot] = 0
 
@@ -158,16 +163,26 @@ class SlotPool:
         )
 
     # ---------------------------------------------------------------- staging (host -> device, before a frame)
+    def stage_participation(self) -> list[int]:
+        """Settle which occupied slots make the next frame: those whose next text row is known (or whose
+        text is closed); the others wait. -> the stepping slots"""
+        flags = [s is not None and s.feed.ready(s.frames) for s in self.settings]
+        for s, flag in zip(self.settings, flags, strict=True):
+            if s is not None:
+                s.stepping = flag
+        self.stepping.copy_(torch.tensor(flags))
+        return [i for i, flag in enumerate(flags) if flag]
+
     def stage_text_rows(self, n: int) -> None:
         for i, s in enumerate(self.settings[:n]):
-            if s is not None:
-                self.text_rows[i] = s.trailing_row()
+            if s is not None and s.stepping:
+                self.text_rows[i] = s.feed.row(s.frames)
 
     def stage_noise(self, n: int) -> None:
         """Noise a static frame over rows [0, n) reads, drawn from each sampling slot's generator in the
         eager order (codebooks 1..15, then the next codebook 0)."""
         for i, s in enumerate(self.settings[:n]):
-            if s is None:
+            if s is None or not s.stepping:
                 continue
             sub = s.generator_for(sub=True)
             if sub is not None:
@@ -177,8 +192,8 @@ class SlotPool:
                 self.noise_c0[i : i + 1].exponential_(1, generator=generator)
 
     def count_frame(self) -> None:
-        """Host bookkeeping after a frame: one more frame and one more cache position per occupied slot."""
+        """Host bookkeeping after a frame: one more frame and one more cache position per stepping slot."""
         for i, s in enumerate(self.settings):
-            if s is not None:
+            if s is not None and s.stepping:
                 s.frames += 1
                 self.host_lengths[i] += 1

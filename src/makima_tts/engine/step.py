@@ -6,10 +6,13 @@ every occupied slot in two batched calls:
     predict_frame: [past_hidden, C(c0)] -> c1..c15 (code predictor, 16 positions, fresh cache per frame)
     advance:       sum of 16 code embeddings + trailing text row -> next c0 (talker)
 
-Rows of free slots inside [0, n) compute throwaway values, draw no random numbers and stay inert: their
-codebook 0 and every code of their frame row are 0 (never the end token 2150 a finished utterance left
-behind, which is no codec id), in eager and static frames alike (`occupied` is a device tensor, so
-captured graphs mask too).
+Rows that do not step (`pool.stepping`, set by `SlotPool.stage_participation`) compute throwaway
+values and draw no random numbers. A free slot's row stays inert: its codebook 0 and every code of its
+frame row are 0 (never the end token 2150 a finished utterance left behind, which is no codec id). A slot
+that waits for text keeps its state exactly: its codebook 0, hidden state, length, repetition memory
+and cache (its throwaway talker key/value goes to its next position, which its next real step
+overwrites before reading). Both hold in eager and static frames alike (the masks are device tensors,
+so captured graphs mask too).
 
 Two ways to run a frame, giving the same codes:
 - eager (`predict_frame`, then `advance`): shapes fit the live rows and context, and the engine hands
@@ -51,7 +54,8 @@ class FrameStep:
         length = prompt.embeds.shape[1]
         rows = slice(slot, slot + 1)
         hidden = self.tts.talker(prompt.embeds, range(length), pool.talker_kv.view(rows, length), 0, None)  # [1, P, H]
-        token = self._choose_c0(self.tts.talker.logits(hidden[:, -1]), rows, pool.sampling(rows, sub=False))
+        token = self._choose_c0(self.tts.talker.logits(hidden[:, -1]), rows, pool.sampling(rows, sub=False),
+                                pool.stepping[rows])
         pool.lengths[slot] = length
         pool.host_lengths[slot] = length
         pool.last_token[slot] = token[0]
@@ -61,7 +65,7 @@ class FrameStep:
     # ---------------------------------------------------------------- one frame for every slot, eager
     @torch.inference_mode()
     def predict_frame(self) -> torch.Tensor:
-        """Code predictor for every occupied slot: codebook 0 (already chosen) + 15 more. -> [n, 16]"""
+        """Code predictor for every stepping slot: codebook 0 (already chosen) + 15 more. -> [n, 16]"""
         n = self.pool.rows_in_use()
         return self._predict(n, self.pool.sampling(slice(0, n), sub=True))
 
@@ -93,21 +97,23 @@ class FrameStep:
         self.pool.count_frame()
 
     # ---------------------------------------------------------------- shared pieces
-    def _choose_c0(self, logits: torch.Tensor, rows: slice, sampling: RowSampling) -> torch.Tensor:
-        # logits [n, V] for slots rows.start..rows.stop-1 -> [n]
+    def _choose_c0(self, logits: torch.Tensor, rows: slice, sampling: RowSampling, stepping: torch.Tensor
+                   ) -> torch.Tensor:
+        # logits [n, V] for slots rows.start..rows.stop-1; stepping [n] bool -> [n]
         pool = self.pool
         eos_blocked = ~pool.eos_allowed[rows] | (pool.generated[rows] < 2)  # min_new_tokens = 2
         token = choose_codebook0(
             logits, sampling, pool.seen[rows], pool.params["penalty"][rows], eos_blocked, self.eos_mask, self.suppress,
         )
-        pool.seen[rows].scatter_(1, token[:, None], True)
-        pool.generated[rows] += 1
+        chosen = torch.zeros_like(pool.seen[rows]).scatter_(1, token[:, None], True)  # [n, V]
+        pool.seen[rows] |= chosen & stepping[:, None]
+        pool.generated[rows] += stepping.long()
         return token
 
     def _predict(self, n: int, sampling: RowSampling) -> torch.Tensor:
         # static frames carry noise [n, 15, V_cp]: one [n, V_cp] slice per codebook
         cp, pool = self.tts.code_predictor, self.pool
-        occupied = pool.occupied[:n]
+        stepping = pool.stepping[:n]
         c0 = pool.last_token[:n]
         codes = [c0]
         noise = sampling.noise
@@ -119,7 +125,7 @@ class FrameStep:
                 hidden = cp(emb, group, pool.cp_kv.view(slice(0, n), group + 1))
             group_sampling = sampling if noise is None else replace(sampling, noise=noise[:, group - 1])
             codes.append(choose(cp.logits(hidden[:, -1], group), group_sampling))
-        return torch.stack(codes, dim=1) * occupied[:, None]  # [n, 16]; free rows all 0
+        return torch.stack(codes, dim=1) * stepping[:, None]  # [n, 16]; rows not stepping all 0
 
     def _advance(self, frame: torch.Tensor, context: int, sampling: RowSampling) -> torch.Tensor:
         # frame [n, 16]; context: cache positions attended (> every occupied row's position)
@@ -127,14 +133,17 @@ class FrameStep:
         talker, cp, pool = self.tts.talker, self.tts.code_predictor, self.pool
         per_codebook = torch.cat((talker.codec_embedding(frame[:, :1]), cp.embed_codes(frame[:, 1:])), dim=1)
         embed = per_codebook.sum(1, keepdim=True)  # [n, 16, H] -> [n, 1, H]
-        occupied = pool.occupied[:n]
-        pos = torch.where(occupied, pool.lengths[:n], 0)  # empty rows write harmlessly at position 0
+        stepping = pool.stepping[:n]
+        # empty rows write harmlessly at position 0, waiting rows at their next one (rewritten when they step)
+        pos = torch.where(pool.occupied[:n], pool.lengths[:n], 0)
         mask = (torch.arange(context, device=pos.device)[None] <= pos[:, None])[:, None, None]  # [n,1,1,T]
         hidden = talker(embed + pool.text_rows[:n, None], pos[:, None], pool.talker_kv.view(slice(0, n), context),
                         pos, mask)  # [n, 1, H]
-        token = self._choose_c0(talker.logits(hidden[:, -1]), slice(0, n), sampling)
-        token = token * occupied  # a free row's throwaway pick (it may be the end token) never stays
-        pool.past_hidden[:n] = hidden[:, -1]
+        token = self._choose_c0(talker.logits(hidden[:, -1]), slice(0, n), sampling, stepping)
+        # a row that does not step keeps its codebook 0 (0 for a free row: its throwaway pick, which may
+        # be the end token, never stays)
+        token = torch.where(stepping, token, pool.last_token[:n])
+        pool.past_hidden[:n] = torch.where(stepping[:, None], hidden[:, -1], pool.past_hidden[:n])
         pool.last_token[:n] = token
-        pool.lengths[:n] += occupied.long()
+        pool.lengths[:n] += stepping.long()
         return token

@@ -12,12 +12,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from .engine import Engine
+from .engine import Engine, Job
 from .types import EngineEvent, Finished, SpeechRequest
 
 
-async def stream_events(engine: Engine, request: SpeechRequest) -> AsyncIterator[EngineEvent]:
-    """Frames of one engine job as they are made, then its `Finished`; leaving early cancels the job."""
+def stream_events(engine: Engine, request: SpeechRequest) -> AsyncIterator[EngineEvent]:
+    """Frames of one engine job (submitted now) as they are made, then its `Finished`; leaving early
+    cancels the job."""
+    return start_stream(engine, request)[1]
+
+
+def start_stream(engine: Engine, request: SpeechRequest) -> tuple[Job, AsyncIterator[EngineEvent]]:
+    """Submit now: the job (e.g. to `append_text` to it) and its events, as `stream_events` gives them."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
@@ -26,6 +32,10 @@ async def stream_events(engine: Engine, request: SpeechRequest) -> AsyncIterator
             loop.call_soon_threadsafe(events.put_nowait, event)
 
     job = engine.submit(request, sink)
+    return job, _events(job, events)
+
+
+async def _events(job: Job, events: asyncio.Queue[EngineEvent]) -> AsyncIterator[EngineEvent]:
     try:
         while True:
             event = await events.get()

@@ -35,6 +35,7 @@ class SpeechRequest:
     seed: int | None = None  # None: a fresh random seed
     max_frames: int | None = None  # None: the budget derived from the text (see engine.budget)
     stop_on_eos: bool = True  # False: exactly max_frames frames (the official eos_token_id=-1)
+    text_open: bool = False  # True: `text` is only the start, more comes through Job.append_text (streaming layouts)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,20 @@ class CodecState:
             t.index_fill_(0, idx, 0)
 
     @torch.inference_mode()
+    def take_rows(self, rows: Sequence[int]) -> CodecState:
+        """A copy of the given rows (e.g. streams that sit out a step: `put_rows` restores them)."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.pos.device)
+        conv, keys, values = ([t.index_select(0, idx) for t in ts] for ts in (self.conv, self.keys, self.values))
+        return CodecState(conv, keys, values, self.pos.index_select(0, idx))
+
+    @torch.inference_mode()
+    def put_rows(self, rows: Sequence[int], src: CodecState) -> None:
+        """Overwrite the given rows with those of `src` (a `take_rows` of the same rows)."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.pos.device)
+        for dst, s in zip(self._tensors(), src._tensors(), strict=True):
+            dst.index_copy_(0, idx, s)
+
+    @torch.inference_mode()
     def copy_row_from(self, dst_row: int, src: CodecState, src_row: int = 0) -> None:
         """Overwrite row `dst_row` with row `src_row` of `src` (same model; e.g. a primed one-row state)."""
         for dst, s in zip(self._tensors(), src._tensors(), strict=True):

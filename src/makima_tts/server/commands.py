@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from ..voices import VoiceError
 from . import protocol as p
 from .protocol import CloseCode
-from .segmenter import TextSegmenter
 from .settings import AUDIO_TRANSPORTS, ENCODINGS, SAMPLE_RATES
 from .speech_requests import check_voice, voice_error_code
 from .utterances import AudioFormat, TextState, Utterance
@@ -41,10 +40,19 @@ def ready(session: Session) -> dict[str, Any]:
             sampleRates=list(SAMPLE_RATES),
             audioTransports=list(AUDIO_TRANSPORTS),
             maxTextChars=s.max_text_chars,
+            streamingTextInput=streams_session_text(session),
         ),
         audioFormat=p.AudioFormat(encoding=fmt.encoding, sampleRate=fmt.sample_rate),
         limits=p.Limits(maxMessageBytes=s.max_message_bytes, idleTimeoutS=s.idle_timeout_s),
     ))
+
+
+def streams_session_text(session: Session) -> bool:
+    """What `ready` says of continue:true text: streamed into one utterance by the session's model (Base
+    voices take text in the streaming layout; CustomVoice and VoiceDesign whole texts), unless set off."""
+    tts = session.services.models.tts
+    model_type = tts.config.tts_model_type if tts is not None else None
+    return session.settings.text_input == "stream" and model_type in ("base", None)
 
 
 async def configure(session: Session, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -148,7 +156,7 @@ async def speak(session: Session, msg: p.Speak) -> None:
         return
     # text OPEN until `extend` closes it (a whole `speak` at once), which queues the end marker
     utt = Utterance(id=uid, voice=voice, language=language, format=session.format, priority=msg.priority,
-                    text=TextState.OPEN, segmenter=TextSegmenter() if msg.continue_ else None, manifest=checked)
+                    text=TextState.OPEN, incremental=msg.continue_, manifest=checked)
     if msg.priority == "interrupt":
         for other in queue.live():
             session.cancel(other, "interrupt")

@@ -117,6 +117,10 @@ def parse_client_message(text: str) -> Start | Speak | Flush | Cancel | Stop | P
 class Capabilities(_Msg):
     streaming: bool = True
     streamingInput: bool = True
+    # continue:true text: True = one utterance that speaks from the first stable token on (the talker
+    # takes the text as it comes); False = cut into sentences, each spoken alone (the voice's text
+    # layout takes whole texts, or the server is set to TTS_TEXT_INPUT=segment)
+    streamingTextInput: bool = False
     languages: list[str]
     encodings: list[str]
     sampleRates: list[int]

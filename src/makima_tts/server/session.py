@@ -231,10 +231,13 @@ class Session:
     # --- the reader ---------------------------------------------------------------------------------
 
     def _idle_left(self) -> float:
-        """Seconds until the idle timeout; generating audio keeps the session busy (not idle)."""
+        """Seconds until the idle timeout; generating audio keeps the session busy (not idle), waiting
+        for the client's text does not (a streamed text's audio still coming does)."""
         current = self.queue.current
         if current is not None and current.stage is Stage.PLAYING:
             self._last_activity = time.monotonic()
+        elif current is not None and current.stage is Stage.WAITING_FOR_TEXT and current.stats.last_audio_at:
+            self._last_activity = max(self._last_activity, current.stats.last_audio_at)
         return self._last_activity + self.settings.idle_timeout_s - time.monotonic()
 
     async def _read(self) -> None:

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     max_queued_utterances: int = Field(32, ge=1)
     outbound_queue_messages: int = Field(1024, ge=2)
     shutdown_grace_s: float = Field(5.0, ge=0)
+    # streamed text (`speak` with continue:true): "stream" feeds one utterance token by token where the
+    # voice's text layout allows it (README "Streaming text input"); "segment" cuts it into sentences
+    text_input: Literal["stream", "segment"] = "stream"
+    text_open_timeout_s: float = Field(30.0, gt=0)  # an open text that long without more text is closed
 
     # security (README "Security")
     auth_tokens_file: Path | None = None  # more tokens, one per line (a mounted secret)

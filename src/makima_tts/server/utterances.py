@@ -1,7 +1,9 @@
 """The utterances of one WebSocket session: what each one is, where it stands, and the queue they play from.
 
-An `Utterance` is made by `speak`. Its text arrives whole or in pieces (`continue: true` keeps it `OPEN`);
-the pieces worth synthesising alone wait in `pieces`, ended by `Marker.END` once the text is `CLOSED`.
+An `Utterance` is made by `speak`. Its text arrives whole or in pieces (`continue: true` keeps it `OPEN`
+and makes it `incremental`): a whole text waits in `pieces` cut where it is long (`split_text`), streamed
+text as it came (synthesis.py feeds it to the engine or to a segmenter), ended by `Marker.END` once the
+text is `CLOSED`.
 Its `stage` goes QUEUED -> PLAYING (<-> WAITING_FOR_TEXT) -> DONE (DONE: its one terminal is queued; nothing of it is sent after).
 
 `UtteranceQueue` holds the live utterances: the queued ones in priority order (`high` and `interrupt`
@@ -17,7 +19,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..voices import Voice
-from .segmenter import TextSegmenter, split_text
+from .segmenter import split_text
 
 
 class Stage(enum.Enum):
@@ -56,6 +58,7 @@ class UtteranceStats:
 
     started_at: float | None = None  # loop time its synthesis began
     first_audio_at: float | None = None
+    last_audio_at: float | None = None  # time.monotonic() of the latest frame (busy while audio is made)
     messages: int = 0  # audio messages queued
     engine_frames: int = 0
     samples: int = 0  # samples queued (or generated, with audioTransport "none")
@@ -77,7 +80,7 @@ class Utterance:
     format: AudioFormat
     priority: str  # normal | high | interrupt
     text: TextState
-    segmenter: TextSegmenter | None = None  # streaming input only
+    incremental: bool = False  # its text streams in (`continue: true`)
     manifest: Voice | None = None  # the voice's manifest as read at admission (resolving reads no other)
     stage: Stage = Stage.QUEUED
     pieces: asyncio.Queue[Piece] = field(default_factory=asyncio.Queue)
@@ -89,23 +92,19 @@ class Utterance:
 
     def add_text(self, text: str) -> None:
         self.chars += len(text)
-        pieces = self.segmenter.feed(text) if self.segmenter is not None else split_text(text)
-        for piece in pieces:
-            self.pieces.put_nowait(piece)
+        for piece in [text] if self.incremental else split_text(text):
+            if piece:
+                self.pieces.put_nowait(piece)
 
     def close_text(self) -> None:
         if self.text is TextState.CLOSED:
             return
-        for piece in self.segmenter.flush() if self.segmenter is not None else []:
-            self.pieces.put_nowait(piece)
-        self.segmenter, self.text = None, TextState.CLOSED
+        self.text = TextState.CLOSED
         self.pieces.put_nowait(Marker.END)
 
     def flush_text(self) -> None:
         """`flush`: speak what has come so far; answered once that audio is out (or before the terminal)."""
-        if self.text is TextState.OPEN and self.segmenter is not None:
-            for piece in self.segmenter.flush():
-                self.pieces.put_nowait(piece)
+        if self.text is TextState.OPEN and self.incremental:
             self.pieces.put_nowait(Marker.FLUSH)
         else:
             self.late_flushes += 1

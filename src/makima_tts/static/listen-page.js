@@ -3,7 +3,8 @@
  * the user stops talking their turn goes to the speech-to-text hook (or, chosen under Assistant, the
  * browser's own recognition reports the phrase), the text to the LLM (the simulated hook, or a real
  * OpenAI-compatible endpoint: llm-chat.js), and the reply streams into the speech client piece by piece
- * (`append` … `end`). When the user starts talking while
+ * (`append` … `end`): one utterance that starts speaking at the reply's first words where the server streams
+ * text (`client.streamsText`). When the user starts talking while
  * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
  * told how much was heard (`playedMs`). The status line says the phase (connecting, model loading, idle,
  * listening, hearing, thinking, speaking), the line under the meter the microphone and the last barge-in.

@@ -98,6 +98,12 @@ export class SpeakClient extends EventTarget {
     return u.handle;
   }
 
+  /** Whether the server speaks appended text as one utterance from its first words on (`ready`'s
+   * capabilities.streamingTextInput); false: it cuts it into sentences. Known once connected. */
+  get streamsText() {
+    return this.readyInfo?.capabilities?.streamingTextInput === true;
+  }
+
   /** Stream text in: the first call opens an utterance (`opts` as speak()), later ones extend it, end() closes it. */
   append(text, opts = {}) {
     this.assertOpen();
