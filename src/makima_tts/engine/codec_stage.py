@@ -179,7 +179,7 @@ class CodecStage:
             audio, rejected = self.decode(frame)
         codes = frame.cpu().numpy()
         last = verdict.last_slots()
-        for slot, job, index in rows:
+        for slot, job, index in sorted(rows, key=lambda row: row.index > 0):  # first frames first
             if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
                 log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
                           slot, codes[slot].tolist(), self.codebook_size)

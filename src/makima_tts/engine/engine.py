@@ -4,7 +4,7 @@ One job through the engine:
 
     caller             submit(request, sink) -> Job, or generate(request): its frames, then its Finished
     generation thread  (`makima-engine`, here) admits queued jobs into free slots of the `SlotPool`
-                       (prompt.py, budget.py, then `FrameStep.prefill`) -> StartUtterance
+                       (admission.py; prompt.py, budget.py, then `FrameStep.prefill_batch`) -> StartUtterance
                        and advances every admitted job by one frame per step (lockstep batching):
                        `FrameStep.predict_frame` -> FrameCodes -> `FrameStep.advance` (static frames on
                        CUDA: `StaticFrames.run`); end token, budget or cancel frees the slot -> EndUtterance
@@ -17,8 +17,12 @@ thread sends typed messages to the codec thread through one bounded FIFO queue
 event a sink receives is delivered by the codec thread in that queue's order (a job's frames, then
 exactly one Finished, never anything after); only a submit to a closed engine is answered at once.
 
-At most one prefill runs between two steps, so a newcomer never stalls the others for more than a step.
-Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
+Between two steps one packed prefill pass admits every waiting job that has a slot (admission.py: beside
+running streams it is capped at about a step's work; a long prompt continues between the next steps).
+First audio first: when a step carries first frames and every running stream has more audio buffered
+on its client than a step lasts (`Job.lead`), the next step waits until that frame is decoded and sent,
+so a newcomer's first frame does not share the cores with the next step; a stream with less lead vetoes
+the wait. Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
 own stream; each hand-over carries an event, so neither side waits for the other's kernels. On CPU each
 thread uses half the cores for its intra-op work (`threads` overrides).
 """
@@ -31,19 +35,21 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
 import torch
 
+from .admission import AdmissionPolicy, Admissions, default_chunk
 from .budget import frame_budget
 from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
-from .step import FrameStep
+from .step import FrameStep, PrefillPart
 from .timing import PhaseTimer
-from .types import EngineEvent, Finished, SpeechRequest
+from .types import AUDIO_RATE, AudioFrame, EngineEvent, Finished, SpeechRequest
 from .warmup import warmup_request
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,12 @@ class Job:
         self.request, self._sink, self._engine = request, sink, engine
         self.cancelled = False
         self.done = threading.Event()
+        self.first_audio_at: float | None = None  # perf_counter of its first AudioFrame (codec thread)
+        self.audio_sent_s = 0.0  # seconds of audio handed to the sink so far
+
+    def lead(self, now: float) -> float:
+        """Seconds of audio its client has buffered: audio sent minus wall time since the first frame."""
+        return 0.0 if self.first_audio_at is None else self.audio_sent_s - (now - self.first_audio_at)
 
     def cancel(self) -> None:
         """Stop this job within a step; its sink then gets Finished(cancelled=True)."""
@@ -70,10 +82,20 @@ class Job:
             return
         if isinstance(event, Finished):
             self.done.set()
+        elif isinstance(event, AudioFrame):
+            if self.first_audio_at is None:
+                self.first_audio_at = time.perf_counter()
+            self.audio_sent_s += event.audio.shape[-1] / AUDIO_RATE
         try:
             self._sink(event)
         except Exception:  # a broken sink must never take the engine down
             log.exception("engine sink of job %s raised", self.id)
+
+
+def first_audio_waits(rows: tuple[FrameRow, ...], now: float, step_s: float) -> bool:
+    """Whether the step after this frame waits for its decode: the frame carries a first frame and
+    every running stream has more than `step_s` of audio buffered on its client."""
+    return any(row.index == 0 for row in rows) and all(row.index == 0 or row.job.lead(now) > step_s for row in rows)
 
 
 def default_threads(device: torch.device) -> int | None:
@@ -84,8 +106,10 @@ def default_threads(device: torch.device) -> int | None:
 
 class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
-                 threads: int | None = None, static_frames: bool | None = None):
-        """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs)."""
+                 threads: int | None = None, static_frames: bool | None = None,
+                 admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None):
+        """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs).
+        `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device)."""
         self.tts = tts
         self.max_frames_cap = max_frames_cap
         self.threads = threads or default_threads(tts.device)
@@ -98,6 +122,8 @@ class Engine:
         self._codec = CodecStage(tts, max_streams, threads=self.threads, timer=self.timer)
         self._jobs: list[Job | None] = [None] * max_streams  # by slot
         self._queue: deque[Job] = deque()  # submitted, not yet admitted
+        self._admissions = Admissions(admission, prefill_chunk or default_chunk(tts.device.type))
+        self._step_s = 0.0  # the last step's wall time (first audio first compares leads with it)
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
@@ -154,7 +180,8 @@ class Engine:
 
     @property
     def busy_streams(self) -> int:
-        return sum(j is not None for j in self._jobs)
+        """Slots taken: streams generating plus utterances being prefilled."""
+        return sum(j is not None for j in self._jobs) + len(self._admissions)
 
     # ------------------------------------------------------------------ generation thread
     def _wake(self) -> None:
@@ -173,69 +200,97 @@ class Engine:
                 self._static = None
         while True:
             with self._cv:
-                while not self._closed and not self._queue and not any(self._jobs):
+                while not self._closed and not self._queue and not any(self._jobs) and not self._admissions:
                     self._cv.wait()
                 if self._closed:
                     break
-                pending, dropped = self._take_pending()
+                taken, dropped = self._take_pending()
             for job in dropped:  # posted outside the lock: the codec queue may be full
                 self._end(job, Finished(0, cancelled=True))
             self._drop_cancelled()
-            if pending is not None:
-                self._admit(pending)
+            for job, slot in taken:
+                self._reserve(job, slot)
+            if self._admissions:
+                self._prefill()
             if any(self._jobs):
+                started = time.perf_counter()
                 try:
                     self._step()
                 except Exception:
                     log.exception("engine step failed")
                     self._fail_all("internal error while generating audio")
+                self._step_s = time.perf_counter() - started
         self._shutdown()
 
     def _end(self, job: Job, event: Finished) -> None:
         """The job's Finished, delivered by the codec thread behind the frames already queued."""
         self._codec.put(EndUtterance(job, event))
 
-    def _take_pending(self) -> tuple[Job | None, list[Job]]:
-        """The next queued job if a slot is free, and the queued jobs cancelled before admission."""
-        dropped = []
-        while self._queue:
-            if self._queue[0].cancelled:
-                dropped.append(self._queue.popleft())
-            elif self._pool.free_slot() is None:
-                break
+    def _take_pending(self) -> tuple[list[tuple[Job, int]], list[Job]]:
+        """Queued jobs to admit now, each with the free slot it gets (admission.py says how many), and the
+        queued jobs cancelled before admission."""
+        reserved = self._admissions.reserved()
+        free = [slot for slot, s in enumerate(self._pool.settings) if s is None and slot not in reserved]
+        count = self._admissions.take_count(len(free))
+        taken, dropped = [], []
+        while self._queue and (self._queue[0].cancelled or len(taken) < count):
+            job = self._queue.popleft()
+            if job.cancelled:
+                dropped.append(job)
             else:
-                return self._queue.popleft(), dropped
-        return None, dropped
+                taken.append((job, free[len(taken)]))
+        return taken, dropped
 
     def _drop_cancelled(self) -> None:
         for slot, job in enumerate(self._jobs):
             if job is not None and job.cancelled:
                 self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
+        for job, part in list(self._admissions.parts):
+            if job.cancelled:
+                self._admissions.remove(part)
+                self._end(job, Finished(0, cancelled=True))
 
-    def _admit(self, job: Job) -> None:
-        slot = self._pool.free_slot()
+    def _reserve(self, job: Job, slot: int) -> None:
+        """The job's prompt, budget and settings; it waits in `slot` for its prefill (or fails at once)."""
         req, tts = job.request, self.tts
         try:
             prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor)
             budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._pool.max_context)
-            generator = torch.Generator(device=tts.device)
-            generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
-            sampling = req.sampling or tts.config.generation.sampling
-            settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
-            self._jobs[slot] = job
-            with self.timer("prefill"):
-                token = self._frames.prefill(slot, prompt, settings)
         except Exception as exc:
             if not isinstance(exc, PromptError):
-                log.exception("prefill failed")
-            self._jobs[slot] = None
-            self._pool.release(slot)
+                log.exception("preparing a prompt failed")
             message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
             self._end(job, Finished(0, error=message))
             return
-        self._codec.put(StartUtterance(slot, prompt.ref_codes, self._handoff()))
-        if token == tts.config.talker.codec_eos_token_id and req.stop_on_eos:
-            self._finish(slot, Finished(0))
+        generator = torch.Generator(device=tts.device)
+        generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
+        sampling = req.sampling or tts.config.generation.sampling
+        settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
+        self._admissions.add(job, PrefillPart(slot, prompt, settings))
+
+    def _prefill(self) -> None:
+        """One packed prefill pass; the jobs whose prompts it completes start generating."""
+        plan = self._admissions.plan(streams_running=any(self._jobs))
+        try:
+            with self.timer("prefill"):
+                tokens = self._frames.prefill_batch([(part, n) for _, part, n in plan])
+        except Exception:
+            log.exception("prefill failed")
+            for job, part, _ in plan:
+                self._admissions.remove(part)
+                if self._pool.settings[part.slot] is not None:
+                    self._pool.release(part.slot)
+                self._end(job, Finished(0, error="internal error while preparing the utterance"))
+            return
+        eos = self.tts.config.talker.codec_eos_token_id
+        for job, part, _ in plan:
+            if part.slot not in tokens:
+                continue
+            self._admissions.remove(part)
+            self._jobs[part.slot] = job
+            self._codec.put(StartUtterance(part.slot, part.prompt.ref_codes, self._handoff()))
+            if tokens[part.slot] == eos and job.request.stop_on_eos:
+                self._finish(part.slot, Finished(0))
 
     def _handoff(self) -> torch.cuda.Event | None:
         """On CUDA, an event marking the work queued so far on this thread's stream."""
@@ -250,10 +305,10 @@ class Engine:
         pool, step = self._pool, self._frames
         rows = tuple(FrameRow(slot, job, pool.settings[slot].frames) for slot, job in enumerate(self._jobs)
                      if job is not None)
-        # only first frames (nothing else running): once this step's generation is done, wait for their
-        # audio, so that the codec decodes it without sharing the cores with the next step (time to first
-        # audio first); beside running streams, no wait (they would stall)
-        first_audio = threading.Event() if all(row.index == 0 for row in rows) else None
+        # first frames, and every running stream has more than a step's audio buffered on its client: once
+        # this step's generation is done, wait for the frame's audio, so that the codec decodes it without
+        # sharing the cores with the next step (first audio first); a stream with less lead vetoes it
+        first_audio = threading.Event() if first_audio_waits(rows, time.perf_counter(), self._step_s) else None
         verdict = StepVerdict()  # settled below, whatever happens: the codec thread waits for it
         ending: dict[int, Finished] = {}
         try:
@@ -301,6 +356,7 @@ class Engine:
                 self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
         with self._cv:
             waiting, self._queue = list(self._queue), deque()
+        waiting += [job for job, _ in self._admissions.parts]
         for job in waiting:
             self._end(job, Finished(0, cancelled=True))
         self._codec.put(Stop())
