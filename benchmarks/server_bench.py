@@ -49,7 +49,8 @@ playout underruns, audio s per wall s (audio received over the span from the fir
 terminal) and frames lost.
 
 `--admission P1,P2` runs everything once per engine admission policy (TTS_ADMISSION, a fresh server each:
-`one_per_step` is the policy before batched admission), so before/after comes from one invocation.
+`one_per_step` runs with TTS_REUSE_PREFIXES=false, the engine before issue 10; `batched` with prefix
+reuse), so before/after comes from one invocation.
 The JSON carries the command, the machine, the server environment and every raw figure; a markdown
 table follows.
 """
@@ -135,6 +136,7 @@ def server_env(args: argparse.Namespace, workdir: Path, admission: str | None) -
     env["TTS_PRELOAD"] = "1"
     if admission:
         env["TTS_ADMISSION"] = admission
+        env["TTS_REUSE_PREFIXES"] = "false" if admission == "one_per_step" else "true"  # "before": neither
     env["TTS_MAX_FRAMES"] = str(args.frames)
     return env
 

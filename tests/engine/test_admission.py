@@ -94,7 +94,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_steps(tiny_tts, voice, icl
                                  SpeechRequest("Short one.", voice=voice)])
     long_rows = build_prompt(joining[0], tiny_tts.config, tiny_tts.tokenizer, tiny_tts.talker,
                              tiny_tts.code_predictor).embeds.shape[1]
-    engine = Engine(tiny_tts, max_streams=4, prefill_chunk=chunk)
+    engine = Engine(tiny_tts, max_streams=4, prefill_chunk=chunk, reuse_prefixes=False)  # every row prefilled
     try:
         alone = solo_codes(engine, [running, *joining])
         collector = Collector()
@@ -113,6 +113,28 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_steps(tiny_tts, voice, icl
         joined, first_long = names.index("joined"), names.index(0)
         # the running stream kept making frames while the long prompt went in, a chunk per step
         assert names[joined:first_long].count("running") >= math.ceil(long_rows / chunk) - 1
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("model", ["base", "custom_voice"])
+def test_reused_voice_prefixes_give_the_codes_of_fresh_prefills(model, tiny_tts, custom_tts, base_batch, custom_batch):
+    tts, batch = (tiny_tts, base_batch) if model == "base" else (custom_tts, custom_batch)
+    requests = sampled(tts, batch)
+    fresh = Engine(tts, max_streams=8, reuse_prefixes=False)
+    try:
+        expected = solo_codes(fresh, requests)
+    finally:
+        fresh.close()
+    engine = Engine(tts, max_streams=8)
+    try:
+        first = solo_codes(engine, requests)  # each voice's first utterance computes and keeps its prefix
+        collector = Collector()
+        submit_together(engine, requests, collector)  # now every prompt starts from a kept prefix
+        assert engine.prefixes.hits >= len(requests)
+        for i, codes in enumerate(expected):
+            np.testing.assert_array_equal(first[i], codes)
+            np.testing.assert_array_equal(codes_of(collector.events(i)), codes)
     finally:
         engine.close()
 

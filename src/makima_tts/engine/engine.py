@@ -44,6 +44,7 @@ import torch
 from .admission import AdmissionPolicy, Admissions, default_chunk
 from .budget import frame_budget
 from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
+from .prefix_cache import PrefixCache
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
@@ -107,9 +108,11 @@ def default_threads(device: torch.device) -> int | None:
 class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
                  threads: int | None = None, static_frames: bool | None = None,
-                 admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None):
+                 admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None,
+                 reuse_prefixes: bool = True):
         """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs).
-        `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device)."""
+        `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device). `reuse_prefixes`:
+        keep each voice's shared prompt rows' keys/values (prefix_cache.py)."""
         self.tts = tts
         self.max_frames_cap = max_frames_cap
         self.threads = threads or default_threads(tts.device)
@@ -123,6 +126,7 @@ class Engine:
         self._jobs: list[Job | None] = [None] * max_streams  # by slot
         self._queue: deque[Job] = deque()  # submitted, not yet admitted
         self._admissions = Admissions(admission, prefill_chunk or default_chunk(tts.device.type))
+        self.prefixes = PrefixCache(self._pool) if reuse_prefixes else None
         self._step_s = 0.0  # the last step's wall time (first audio first compares leads with it)
         self._cv = threading.Condition()
         self._closed = False
@@ -266,14 +270,17 @@ class Engine:
         generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
         sampling = req.sampling or tts.config.generation.sampling
         settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.trailing, prompt.pad)
-        self._admissions.add(job, PrefillPart(slot, prompt, settings))
+        part = PrefillPart(slot, prompt, settings)
+        if self.prefixes is not None:
+            self.prefixes.seed(part)
+        self._admissions.add(job, part)
 
     def _prefill(self) -> None:
         """One packed prefill pass; the jobs whose prompts it completes start generating."""
         plan = self._admissions.plan(streams_running=any(self._jobs))
         try:
             with self.timer("prefill"):
-                tokens = self._frames.prefill_batch([(part, n) for _, part, n in plan])
+                tokens = self._frames.prefill_batch([(part, n) for _, part, n in plan], self.prefixes)
         except Exception:
             log.exception("prefill failed")
             for job, part, _ in plan:

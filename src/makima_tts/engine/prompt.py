@@ -9,6 +9,12 @@ tail, streaming text:      T[0] + C(bos)                     trailing = T[1:] ++
 tail, non-streaming text:  (T ++ E) + C(pad) ..., P + C(bos)  trailing = P
 tail, ICL:                 (ref_text ++ T ++ E) mixed with C(bos) ++ sum-of-16(ref codes), see `_icl_rows`
 
+The first `Prompt.shared_rows` rows depend on the voice, language, instruct and text mode only, never on
+the utterance's text (prefix_cache.py reuses their keys/values): [instruct rows] role ... B+C(pad) in
+every layout, and for ICL also the rows pairing the reference transcript with C(bos) and the first
+reference frames (streaming) or with C(pad) (non-streaming); from the first target-text token on, every
+row (and so every later key/value) depends on the text.
+
 The tensor calls mirror the official ones in shape so fp32 results agree bit for bit where possible.
 """
 
@@ -34,6 +40,7 @@ class Prompt:
     pad: torch.Tensor  # [H]
     ref_codes: torch.Tensor | None  # [T_ref, 16] (ICL: the codec is primed with these)
     text_tokens: int  # number of text tokens of the utterance (drives the frame budget)
+    shared_rows: int = 0  # leading rows of `embeds` that do not depend on the text (see the module docstring)
 
 
 def resolve_language(cfg: ModelConfig, language: str | None, speaker: str | None) -> int | None:
@@ -111,6 +118,7 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
     embeds = torch.cat((role, prefix), dim=1)
 
     streaming = req.text_mode == "streaming" if req.text_mode else cfg.tts_model_type == "base"
+    shared = embeds.shape[1]
     ref_codes = None
     if req.voice is not None and req.voice.mode == "icl":
         ref_codes = req.voice.ref_codes.to(device)
@@ -119,6 +127,7 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
             text, ref_text, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg
         )
         embeds = torch.cat((embeds, rows), dim=1)
+        shared += min(ref_text.shape[1], ref_codes.shape[0] + 1) if streaming else ref_text.shape[1]
     elif streaming:
         embeds = torch.cat((embeds, text_embed(assistant[:, 3:4]) + codec[:, -1:]), dim=1)
         trailing = torch.cat((text_embed(assistant[:, 4:-5]), tts_eos), dim=1)
@@ -128,8 +137,9 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
         embeds = torch.cat((embeds, body, tts_pad + codec_embed(ids([[tc.codec_bos_id]]))), dim=1)
         trailing = tts_pad
     if req.instruct:
-        embeds = torch.cat((text_embed(ids([tokenizer.instruct_ids(req.instruct)])), embeds), dim=1)
-    return Prompt(embeds, trailing[0], tts_pad[0, 0], ref_codes, int(text.shape[1]))
+        instruct = text_embed(ids([tokenizer.instruct_ids(req.instruct)]))
+        embeds, shared = torch.cat((instruct, embeds), dim=1), shared + instruct.shape[1]
+    return Prompt(embeds, trailing[0], tts_pad[0, 0], ref_codes, int(text.shape[1]), shared)
 
 
 def _icl_rows(text, ref_text, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..model.kv_cache import KVCache, PackedView, Segment
+from .prefix_cache import PrefixCache
 from .prompt import Prompt
 from .sampling import RowSampling, choose, choose_codebook0
 from .slots import SlotPool, SlotSettings
@@ -42,6 +43,7 @@ class PrefillPart:
     settings: SlotSettings
     done: int = 0  # prompt rows already in a cache
     scratch: KVCache | None = None  # a chunked prompt's own one-row cache, until its last chunk
+    prefix_key: bytes | None = None  # its shared rows, to be kept once prefilled (prefix_cache.py)
 
     @property
     def remaining(self) -> int:
@@ -67,14 +69,15 @@ class FrameStep:
         return self.prefill_batch([(part, part.remaining)])[slot]
 
     @torch.inference_mode()
-    def prefill_batch(self, chunks: list[tuple[PrefillPart, int]]) -> dict[int, int]:
+    def prefill_batch(self, chunks: list[tuple[PrefillPart, int]], prefixes: PrefixCache | None = None) -> dict[int, int]:
         """The next `n` rows of each part's prompt, all packed into one talker pass (kv_cache.PackedView).
         A part whose prompt is then complete occupies its slot: its cache rows, length, past_hidden and
         last token are set exactly as a prefill alone sets them. -> {slot: codebook 0 of frame 0} of those.
 
         A whole prompt is written straight into its slot's cache row; a prompt taken in chunks fills a
         one-row cache of its own, copied into the slot with its last chunk (frames run between chunks,
-        and their free rows write into the slot pool)."""
+        and their free rows write into the slot pool); so does a prompt whose shared prefix was reused.
+        `prefixes`: keeps the shared rows' keys/values of the parts that computed them."""
         pool, talker = self.pool, self.tts.talker
         segments = []
         for part, n in chunks:
@@ -88,9 +91,11 @@ class FrameStep:
         embeds = torch.cat([part.prompt.embeds[:, part.done : part.done + n] for part, n in chunks], dim=1)  # [1, S, H]
         hidden = talker(embeds, view.positions(embeds.device), view, None, None)  # [1, S, H]
         chosen, end = {}, 0
-        for part, n in chunks:
+        for (part, n), segment in zip(chunks, segments, strict=True):
             end += n
             part.done += n
+            if prefixes is not None:
+                prefixes.keep(part, segment.cache, segment.row)
             if part.remaining == 0:
                 chosen[part.slot] = self._occupy(part, hidden[:, end - 1])
         return chosen

@@ -121,7 +121,7 @@ class ModelManager:
         s = self.settings
         tts = TTSModel.load(s.model_id, device=s.device, dtype=s.resolved_dtype, progress=on_progress)
         engine = Engine(tts, max_streams=s.max_streams, admission=AdmissionPolicy(s.admission),
-                        prefill_chunk=s.prefill_chunk or None)
+                        prefill_chunk=s.prefill_chunk or None, reuse_prefixes=s.reuse_prefixes)
         if s.warmup:
             self.message, self.progress = "warming up", 1.0 - WARMUP_SHARE
             try:
