@@ -5,7 +5,8 @@ takes the messages in order and is the only thread that calls the jobs' sinks:
 
     StartUtterance(slot, ref_codes, ready)   reset the slot's codec row (ICL: to the primed state)
     FrameCodes(frame, rows, verdict, ...)    decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row,
-                                             `last` on the rows whose job ends with it (`StepVerdict`)
+                                             `last` on the rows whose job ends with it (`StepVerdict`);
+                                             new utterances' first frames are handed over first
     EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
     Stop()                                   end of the thread (the last message)
 
