@@ -16,7 +16,8 @@ the talker and code predictor make frame k+1 (memory-bound), this thread decodes
 (compute-bound). On CUDA it has its own stream; `ready` is an event recorded by the generation thread
 after the work the message depends on, waited for on the device (no host sync).
 
-Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
+With `static` (default on CUDA) each decode goes through `StaticCodec` (static_codec.py): a fixed bucket of
+rows, a CUDA graph per bucket. Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
 reference, LRU), used only from the codec thread.
 """
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
+from .static_codec import StaticCodec
 from .timing import PhaseTimer
 from .types import AudioFrame, Finished
 
@@ -122,13 +124,17 @@ class PrimedStates:
 
 
 class CodecStage:
-    def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None):
+    def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None,
+                 static: bool | None = None):
+        """`static`: decode through `StaticCodec` (default: on CUDA, where its buckets are CUDA graphs)."""
         self.tts = tts
         self.threads = threads
         self.timer = timer or PhaseTimer(tts.device)
         self.state = tts.codec.new_state(slots, device=tts.device, dtype=tts.dtype)
         self.codebook_size = tts.config.codec.decoder.codebook_size
         self.primed = PrimedStates(tts.codec)
+        cuda = tts.device.type == "cuda"
+        self.static = StaticCodec(tts.codec, self.state, cuda_graphs=cuda) if (cuda if static is None else static) else None
         self._queue: queue.Queue[CodecMessage] = queue.Queue(maxsize=QUEUE_STEPS)
         self._thread: threading.Thread | None = None
 
@@ -152,6 +158,13 @@ class CodecStage:
             torch.set_num_threads(self.threads)
         if self.tts.device.type == "cuda":
             torch.cuda.set_stream(torch.cuda.Stream(self.tts.device))
+        if self.static is not None:
+            try:
+                with torch.inference_mode():
+                    self.static.capture_all()
+            except Exception:
+                log.exception("codec CUDA graph capture failed; the codec decodes eagerly")
+                self.static = None
         while not isinstance(message := self._queue.get(), Stop):
             self._handle(message)
 
@@ -207,7 +220,10 @@ class CodecStage:
         the audio (no extra sync)."""
         valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
         codes = frame * valid[:, None]
-        audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
+        if self.static is not None:
+            audio = self.static.decode(codes)  # [n, 1920]
+        else:
+            audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [int(row) for row in np.flatnonzero(~valid)]
 
