@@ -57,13 +57,16 @@ def in_chunks(size):
     return schedule
 
 
-def assert_same_slots(a, b, lengths, exact):
+def assert_same_slots(tts, a, b, lengths, exact):
     (pool_a, tokens_a), (pool_b, tokens_b) = a, b
     assert tokens_a == tokens_b
     check = torch.equal if exact else (lambda x, y: torch.allclose(x, y, atol=NOISE, rtol=0))
     for slot, length in enumerate(lengths):
         assert pool_a.host_lengths[slot] == pool_b.host_lengths[slot] == length
         assert check(pool_a.past_hidden[slot], pool_b.past_hidden[slot])
+        with torch.inference_mode():  # the prefill logits codebook 0 of frame 0 was chosen from
+            logits_a, logits_b = (tts.talker.logits(p.past_hidden[slot : slot + 1]) for p in (pool_a, pool_b))
+        assert check(logits_a, logits_b)
         for cache_a, cache_b in ((pool_a.talker_kv.k, pool_b.talker_kv.k), (pool_a.talker_kv.v, pool_b.talker_kv.v)):
             assert check(cache_a[:, slot, :, :length], cache_b[:, slot, :, :length])
     assert torch.equal(pool_a.last_token, pool_b.last_token) and torch.equal(pool_a.lengths, pool_b.lengths)
@@ -78,7 +81,7 @@ def test_packed_and_chunked_prefill_fill_slots_as_prefill_alone(model, tiny_tts,
     reference = (pool, tokens)
     for schedule in (together, in_chunks(7), in_chunks(2)):
         pool_b, tokens_b, _ = prefill(tts, requests, schedule)
-        assert_same_slots(reference, (pool_b, tokens_b), lengths, exact=False)
+        assert_same_slots(tts, reference, (pool_b, tokens_b), lengths, exact=False)
 
 
 def test_a_prompt_alone_is_the_unbatched_prefill_bit_for_bit(tiny_tts, icl_voice):
