@@ -2,7 +2,21 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/server_bench.py --model DIR [--clients 1,4,8] [--frames 25]
         [--repeat 5] [--text "..."] [--env TTS_MAX_STREAMS=8 ...] [--json-out results.json]
+        [--open-loop 0.3,0.5,0.7,1.0 --duration 60] [--admission batched,one_per_step]
     python benchmarks/server_bench.py --url ws://127.0.0.1:8000/api/v1/speak ...   # a running server
+
+The figures issue 10 asks for (CPU, full 0.6B shapes written by `benchmarks/engine_bench.py --build-full
+DIR`, nothing else running), before and after batched admission in one sitting:
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/server_bench.py --model DIR --clients 1,4,8 --repeat 7 \
+        --frames 25 --admission one_per_step,batched --json-out benchmarks/results/server_cpu_admission.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/server_bench.py --model DIR --clients 8 --repeat 7 \
+        --frames 25 --open-loop 0.3,0.5,0.7,1.0 --duration 120 --capacity-duration 60 \
+        --admission one_per_step,batched --json-out benchmarks/results/server_cpu_open_loop.json
+
+The first gives 8 sessions together (TTFA p50/p95, audio s per wall s) and one session's TTFA (the
+`1 session x 7` row) per policy; the second the open loop at 70% of capacity against that p50. On a GPU:
+`--env TTS_DEVICE=cuda --env TTS_MAX_STREAMS=32 --clients 1,10,16,32 --frames 0` (same two runs).
 
 Without `--url` it starts `makima-tts serve --host 127.0.0.1 --port <free port> --model DIR` itself with
 TTS_PRELOAD=1 (the model loads at start), OMP_WAIT_POLICY=PASSIVE (unless set), TTS_MAX_FRAMES=--frames
@@ -21,8 +35,24 @@ frame arrives (a frame arriving after the clock needed it is an underrun; playba
 arrives), frames received vs `complete.frames` (lost must be 0), audio outside `speaking`..terminal.
 
 Phases: `--repeat R` sequential utterances in one session (single-session TTFA p50, cached voice), then
-for each N in `--clients` all N sessions open first and send `speak` together. The JSON carries the
-command, the machine, the server environment and every raw figure; a markdown table follows.
+for each N in `--clients` all N sessions open first and send `speak` together (closed bursts), then for
+each fraction in `--open-loop` an open loop: utterances of 1-3 sentences (drawn from `SENTENCES`, seeded)
+arrive as a Poisson process at that fraction of the capacity for `--duration` s, each on an idle session
+of a pool (opened beforehand, grown when all are busy), whether or not earlier ones have finished. The
+capacity (utterances per second) is measured first with the same mix in a closed loop: the largest
+`--clients` N sessions speak back to back for `--capacity-duration` s (under the first `--admission`
+policy; every policy is then offered the same rates), or given with `--capacity`. Random weights never
+say the end token, so an utterance runs to its frame budget: `--frames 0` leaves the engine's budget,
+which follows the text (38 + 6 frames per text token, about twice natural speech), any other value caps
+every utterance at that many frames. Open loops report TTFA p50/p95/p99, inter-frame gaps,
+playout underruns, audio s per wall s (audio received over the span from the first arrival to the last
+terminal) and frames lost.
+
+`--admission P1,P2` runs everything once per engine admission policy (TTS_ADMISSION, a fresh server each:
+`one_per_step` runs with TTS_REUSE_PREFIXES=false, the engine before issue 10; `batched` with prefix
+reuse), so before/after comes from one invocation.
+The JSON carries the command, the machine, the server environment and every raw figure; a markdown
+table follows.
 """
 
 from __future__ import annotations
@@ -54,6 +84,16 @@ TEXT = "The quick brown fox jumps over the lazy dog, then it runs far away into 
 SAMPLE_RATE = 24000
 BYTES_PER_SAMPLE = 2  # pcm16
 TERMINALS = ("complete", "cancelled", "error")
+SENTENCES = (
+    "Sure, I can help you with that.",
+    "The meeting has been moved to three o'clock on Thursday afternoon.",
+    "It looks like rain later today, so you might want to bring an umbrella.",
+    "Your order shipped this morning and should arrive within two business days.",
+    "Here is a quick summary of what we discussed.",
+    "I could not find that file, but there is a similar one in your documents folder.",
+    "Traffic on the highway is light right now.",
+    "Let me know if there is anything else you need.",
+)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -81,17 +121,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+def server_env(args: argparse.Namespace, workdir: Path, admission: str | None) -> dict[str, str]:
     """What the spawned server sees; the TTS_* part is returned for the report too."""
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("TTS_DATA_DIR", str(workdir / "data"))
     env.setdefault("TTS_VOICES_DIR", str(ROOT / "voices"))
     env.setdefault("TTS_LOG_LEVEL", "warning")
+    env.setdefault("TTS_MAX_SESSIONS", "256")  # open loops and big bursts: every session from this one client
+    env.setdefault("TTS_MAX_SESSIONS_PER_CLIENT", "256")
     for pair in args.env:
         key, _, value = pair.partition("=")
         env[key] = value
     env["TTS_PRELOAD"] = "1"
+    if admission:
+        env["TTS_ADMISSION"] = admission
+        env["TTS_REUSE_PREFIXES"] = "false" if admission == "one_per_step" else "true"  # "before": neither
     env["TTS_MAX_FRAMES"] = str(args.frames)
     return env
 
@@ -123,11 +168,11 @@ def wait_ready(http_base: str, proc: subprocess.Popen | None, timeout: float) ->
 class Server:
     """`makima-tts serve` as a subprocess (context manager); its log goes to a file in its workdir."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, admission: str | None):
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="server_bench-"))
         self.port = free_port()
-        self.env = server_env(args, self.workdir)
+        self.env = server_env(args, self.workdir, admission)
         self.log_path = self.workdir / "server.log"
         self.proc: subprocess.Popen | None = None
 
@@ -331,6 +376,64 @@ async def run_repeat(url: str, repeat: int, text: str, timeout: float, compressi
     return summary
 
 
+def open_loop_text(rng: np.random.Generator) -> str:
+    """A reply of 1-3 sentences."""
+    picks = rng.choice(len(SENTENCES), size=int(rng.integers(1, 4)), replace=False)
+    return " ".join(SENTENCES[i] for i in picks)
+
+
+async def run_open_loop(url: str, rate: float, args: argparse.Namespace, rng: np.random.Generator) -> dict:
+    """Poisson arrivals at `rate` utterances/s for `args.duration` s, each on an idle pooled session."""
+    idle = list(await asyncio.gather(*(open_session(url, args.compression) for _ in range(args.pool))))
+    opened = len(idle)
+
+    async def one(text: str, utterance_id: str) -> Utterance:
+        nonlocal opened
+        if idle:
+            ws = idle.pop()
+        else:
+            opened += 1
+            ws = await open_session(url, args.compression)
+        u = await speak(ws, text, utterance_id, args.timeout)
+        idle.append(ws) if u.terminal == "complete" else await close_session(ws)
+        return u
+
+    tasks, start = [], time.perf_counter()
+    arrival = start
+    while (arrival := arrival + rng.exponential(1 / rate)) < start + args.duration:
+        await asyncio.sleep(max(0.0, arrival - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(open_loop_text(rng), f"o{len(tasks)}")))
+    results = list(await asyncio.gather(*tasks))
+    strays = await asyncio.gather(*(close_session(ws) for ws in idle))
+    if results:
+        results[-1].stray_audio += sum(strays)
+    summary = summarize(len(results), results)
+    summary.update(rate_utt_per_s=rate, duration_s=args.duration, sessions_opened=opened)
+    return summary
+
+
+async def measure_capacity(url: str, sessions: int, args: argparse.Namespace, rng: np.random.Generator) -> dict:
+    """Closed loop at saturation: `sessions` sessions speak mix utterances back to back for
+    `args.capacity_duration` s; capacity = utterances completed per second."""
+    pool = await asyncio.gather(*(open_session(url, args.compression) for _ in range(sessions)))
+    start = time.perf_counter()
+    done: list[Utterance] = []
+
+    async def loop(ws: ClientConnection, k: int) -> None:
+        while time.perf_counter() < start + args.capacity_duration:
+            u = await speak(ws, open_loop_text(rng), f"k{k}-{len(done)}", args.timeout)
+            done.append(u)
+            if u.terminal != "complete":
+                return
+
+    await asyncio.gather(*(loop(ws, k) for k, ws in enumerate(pool)))
+    await asyncio.gather(*(close_session(ws) for ws in pool))
+    span = max(u.done_at for u in done) - start
+    completed = sum(u.terminal == "complete" for u in done)
+    return {"sessions": sessions, "utterances": completed, "span_s": span, "utt_per_s": completed / span,
+            "audio_s_per_wall_s": sum(u.audio_s for u in done) / span}
+
+
 async def warm_up(url: str, text: str, timeout: float, compression: bool) -> dict:
     ws = await open_session(url, compression)
     u = await speak(ws, text, "warmup", timeout)
@@ -350,7 +453,7 @@ def summarize(clients: int, results: list[Utterance]) -> dict:
     return {
         "clients": clients, "utterances": len(results), "wall_s": wall, "audio_s": audio,
         "audio_s_per_wall_s": audio / wall if wall > 0 else 0.0,
-        "ttfa_ms": {"p50": pct(ttfa, 50), "p95": pct(ttfa, 95), "min": min(ttfa, default=None),
+        "ttfa_ms": {"p50": pct(ttfa, 50), "p95": pct(ttfa, 95), "p99": pct(ttfa, 99), "min": min(ttfa, default=None),
                     "max": max(ttfa, default=None)},
         "server_ttfa_ms_p50": pct([u.server_ttfa_ms for u in results if u.server_ttfa_ms is not None], 50),
         "gap_ms": {"p50": pct(gaps, 50), "p95": pct(gaps, 95), "max": max(gaps, default=None)},
@@ -368,7 +471,7 @@ def summarize(clients: int, results: list[Utterance]) -> dict:
     }
 
 
-async def bench(url: str, args: argparse.Namespace) -> dict:
+async def bench(url: str, args: argparse.Namespace, capacity: float | None) -> dict:
     out: dict = {"warmup": await warm_up(url, args.text, args.timeout, args.compression)}
     if args.repeat:
         print(f"single session, {args.repeat} utterances ...", file=sys.stderr)
@@ -377,6 +480,19 @@ async def bench(url: str, args: argparse.Namespace) -> dict:
     for n in [int(c) for c in args.clients.split(",") if c.strip()]:
         print(f"{n} concurrent client(s) ...", file=sys.stderr)
         out["runs"].append(await run_concurrent(url, n, args.text, args.timeout, args.compression))
+    out["open_loop"] = []
+    if args.open_loop:
+        rng = np.random.default_rng(args.seed)
+        if not (capacity or args.capacity):
+            sessions = max(int(c) for c in args.clients.split(",") if c.strip())
+            print(f"capacity: {sessions} sessions back to back for {args.capacity_duration:.0f} s ...", file=sys.stderr)
+            out["capacity_run"] = await measure_capacity(url, sessions, args, rng)
+        capacity = capacity or args.capacity or out["capacity_run"]["utt_per_s"]
+        out["capacity_utt_per_s"] = capacity
+        for fraction in [float(f) for f in args.open_loop.split(",") if f.strip()]:
+            print(f"open loop at {fraction:.0%} of {capacity:.3f} utterances/s ...", file=sys.stderr)
+            run = await run_open_loop(url, fraction * capacity, args, rng)
+            out["open_loop"].append({"fraction": fraction, **run})
     return out
 
 
@@ -387,19 +503,23 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(results: dict) -> str:
-    rows = ["| run | clients | TTFA p50 ms | TTFA p95 ms | server ttfaMs p50 | gap p50 ms | gap p95 ms | gap max ms "
-            "| clients w/ underrun | underruns | stall ms | audio s / wall s | frames recv/complete | lost "
-            "| stray audio | truncated | failed |", "|" + "---|" * 17]
-    runs = ([("repeat", results["repeat"])] if "repeat" in results else []) + [("concurrent", r) for r in results["runs"]]
-    for name, r in runs:
-        label = f"1 session x {r['utterances']}" if name == "repeat" else "together"
-        rows.append(
-            f"| {label} | {r['clients']} | {fmt(r['ttfa_ms']['p50'])} | {fmt(r['ttfa_ms']['p95'])} | "
-            f"{fmt(r['server_ttfa_ms_p50'])} | {fmt(r['gap_ms']['p50'])} | {fmt(r['gap_ms']['p95'])} | "
-            f"{fmt(r['gap_ms']['max'])} | {r['clients_with_underruns']}/{r['utterances']} | {r['underruns']} | "
-            f"{r['stall_ms']:.0f} | {r['audio_s_per_wall_s']:.2f} | {r['frames_received']}/{r['frames_complete']} | "
-            f"{r['frames_lost']} | {r['stray_audio']} | {r['truncated']} | {len(r['failed'])} |")
+def table(sittings: list[dict]) -> str:
+    rows = ["| admission | run | clients | TTFA p50 ms | TTFA p95 ms | TTFA p99 ms | server ttfaMs p50 | gap p50 ms "
+            "| gap p95 ms | gap max ms | clients w/ underrun | underruns | stall ms | audio s / wall s "
+            "| frames recv/complete | lost | stray audio | truncated | failed |", "|" + "---|" * 19]
+    for sitting in sittings:
+        results = sitting["results"]
+        runs = [(f"1 session x {results['repeat']['utterances']}", results["repeat"])] if "repeat" in results else []
+        runs += [("together", r) for r in results["runs"]]
+        runs += [(f"open loop {r['fraction']:.0%} ({r['rate_utt_per_s']:.2f}/s)", r) for r in results["open_loop"]]
+        for label, r in runs:
+            rows.append(
+                f"| {sitting['admission'] or 'server default'} | {label} | {r['clients']} | {fmt(r['ttfa_ms']['p50'])} | "
+                f"{fmt(r['ttfa_ms']['p95'])} | {fmt(r['ttfa_ms']['p99'])} | {fmt(r['server_ttfa_ms_p50'])} | "
+                f"{fmt(r['gap_ms']['p50'])} | {fmt(r['gap_ms']['p95'])} | {fmt(r['gap_ms']['max'])} | "
+                f"{r['clients_with_underruns']}/{r['utterances']} | {r['underruns']} | {r['stall_ms']:.0f} | "
+                f"{r['audio_s_per_wall_s']:.2f} | {r['frames_received']}/{r['frames_complete']} | {r['frames_lost']} | "
+                f"{r['stray_audio']} | {r['truncated']} | {len(r['failed'])} |")
     return "\n".join(rows)
 
 
@@ -423,45 +543,70 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds one utterance may take")
     ap.add_argument("--load-timeout", type=float, default=300.0, help="seconds the server may take to load")
     ap.add_argument("--compression", action="store_true", help="offer permessage-deflate (browsers do)")
+    ap.add_argument("--open-loop", default="", metavar="F1,F2", help="open-loop rates as fractions of capacity")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals per open-loop rate")
+    ap.add_argument("--capacity", type=float, default=None, help="utterances/s at 100%% (default: measured)")
+    ap.add_argument("--capacity-duration", type=float, default=30.0, help="seconds of the capacity run")
+    ap.add_argument("--pool", type=int, default=16, help="sessions opened before each open loop")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrivals and texts")
+    ap.add_argument("--admission", default="", metavar="P1,P2",
+                    help="TTS_ADMISSION policies to run one after the other (batched, one_per_step)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if not (args.model or args.url):
         ap.error("give --model (spawn a server) or --url (a running one)")
+    if args.url and "," in args.admission:
+        ap.error("--admission with several policies needs a spawned server (--model), not --url")
+    if args.open_loop and not args.clients and args.capacity is None:
+        ap.error("an open loop needs a closed burst (--clients) to measure the capacity, or --capacity")
     return args
 
 
 def report(info: dict, json_out: str | None) -> None:
     print(json.dumps(info, indent=1))
-    print(f"\n{info['command']}\n{info['machine']}\nserver: {info['server']}\n")
-    print(table(info["results"]))
+    print(f"\n{info['command']}\n{info['machine']}")
+    for sitting in info["sittings"]:
+        print(f"server ({sitting['admission'] or 'default admission'}): "
+              f"{ {k: v for k, v in sitting['server'].items() if k != 'log_tail'} }")
+    print()
+    print(table(info["sittings"]))
     if json_out:
         Path(json_out).write_text(json.dumps(info, indent=1))
+
+
+def sitting_on_spawned_server(args: argparse.Namespace, admission: str | None, capacity: float | None) -> dict:
+    with Server(args, admission) as server:
+        started = time.perf_counter()
+        try:
+            ready = wait_ready(f"http://127.0.0.1:{server.port}", server.proc, args.load_timeout)
+        except RuntimeError:
+            print(server.log_tail(), file=sys.stderr)
+            raise
+        tts_env = {k: ("[redacted]" if k == "TTS_AUTH_TOKENS" else v)
+                   for k, v in server.env.items() if k.startswith("TTS_")}
+        info = {"command": " ".join(server.command()), "env": tts_env, "omp_wait_policy": server.env.get("OMP_WAIT_POLICY"),
+                "ready_s": time.perf_counter() - started, "ready": ready}
+        print(f"server ({admission or 'default admission'}) ready in {info['ready_s']:.1f} s", file=sys.stderr)
+        results = asyncio.run(bench(server.url, args, capacity))
+        info["log_tail"] = server.log_tail(2000)
+    return {"admission": admission, "server": info, "results": results}
 
 
 def main() -> int:
     args = parse_args()
     info = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "text": args.text,
-            "compression": args.compression}
+            "compression": args.compression, "sittings": []}
     if args.url:
         http_base = check_loopback(args.url)
-        info["server"] = {"url": args.url, "ready": wait_ready(http_base, None, args.load_timeout)}
-        info["results"] = asyncio.run(bench(args.url, args))
+        server = {"url": args.url, "ready": wait_ready(http_base, None, args.load_timeout)}
+        info["sittings"].append({"admission": args.admission or None, "server": server,
+                                 "results": asyncio.run(bench(args.url, args, None))})
     else:
-        with Server(args) as server:
-            started = time.perf_counter()
-            try:
-                ready = wait_ready(f"http://127.0.0.1:{server.port}", server.proc, args.load_timeout)
-            except RuntimeError:
-                print(server.log_tail(), file=sys.stderr)
-                raise
-            tts_env = {k: ("[redacted]" if k == "TTS_AUTH_TOKENS" else v)
-                       for k, v in server.env.items() if k.startswith("TTS_")}
-            info["server"] = {"command": " ".join(server.command()), "env": tts_env,
-                              "omp_wait_policy": server.env.get("OMP_WAIT_POLICY"),
-                              "ready_s": time.perf_counter() - started, "ready": ready}
-            print(f"server ready in {info['server']['ready_s']:.1f} s", file=sys.stderr)
-            info["results"] = asyncio.run(bench(server.url, args))
-            info["server"]["log_tail"] = server.log_tail(2000)
+        capacity = None  # measured under the first policy, offered to every one
+        for admission in [a.strip() for a in args.admission.split(",") if a.strip()] or [None]:
+            sitting = sitting_on_spawned_server(args, admission, capacity)
+            capacity = capacity or sitting["results"].get("capacity_utt_per_s")
+            info["sittings"].append(sitting)
     info["machine"]["loadavg_end"] = loadavg()
     report(info, args.json_out)
     return 0

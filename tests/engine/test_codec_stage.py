@@ -1,5 +1,6 @@
 """codec_stage.py: the codec thread's messages in order (a job's frames, its one Finished, nothing after),
-a failing decode failing only its own rows' jobs, and the primed-state cache of ICL references."""
+a failing decode failing only its own rows' jobs, first frames handed over before running rows, and the
+primed-state cache of ICL references."""
 
 import threading
 
@@ -93,3 +94,16 @@ def test_primed_states_are_cached_by_reference_codes(tiny_tts):
     primed.get(codes[2], tiny_tts.device)
     assert primed.get(codes[0], tiny_tts.device) is first and len(primed._states) == 2
     assert torch.equal(first.pos, tiny_tts.codec.prime(codes[0]).pos)
+
+
+def test_first_frames_are_handed_over_before_running_rows(tiny_tts):
+    stage = CodecStage(tiny_tts, 3)
+    order = []
+    jobs = [Job(NoEngine(), SpeechRequest("x"), lambda e, name=name: order.append((name, e.index)))
+            for name in ("running", "new", "also running")]
+    run(stage, [
+        StartUtterance(0, None), StartUtterance(1, None), StartUtterance(2, None),
+        FrameCodes(frame(3, 3), (FrameRow(0, jobs[0], 4), FrameRow(1, jobs[1], 0), FrameRow(2, jobs[2], 9)), settled()),
+    ])
+    assert order == [("new", 0), ("running", 4), ("also running", 9)]
+    assert jobs[1].audio_sent_s == 0.08 and jobs[1].first_audio_at is not None  # what Job.lead counts

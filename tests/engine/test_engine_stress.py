@@ -1,6 +1,7 @@
 """A bounded randomized run of the engine on the `base_eos` checkpoint, where utterances end on the end
 token at different frames as real ones do: many short seeded utterances arriving and leaving, budgets,
-cancels in flight and before admission, x-vector and ICL prompts, more jobs than slots.
+cancels in flight and before admission, x-vector and ICL prompts, more jobs than slots, batched and
+chunked prefills (the solo runs prefill alone, unchunked).
 
 Bounded by count (utterances), not by wall-clock time; the driver reacts to delivered events only. It
 asserts no error terminal, exactly one terminal per job and nothing after it, frames in order, and codes
@@ -53,7 +54,9 @@ def voices(eos_tts, parity_fixtures):
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
 def test_randomized_arrivals_departures_and_end_tokens(eos_tts, voices, static):
     rng = np.random.default_rng(2026 + static)
-    engine = Engine(eos_tts, max_streams=MAX_STREAMS, static_frames=static)
+    # the static run also prefills in chunks of 5 rows beside running streams: prompts go in between static
+    # frames, whose free rows write into the pool
+    engine = Engine(eos_tts, max_streams=MAX_STREAMS, static_frames=static, prefill_chunk=5 if static else None)
     events: queue.Queue = queue.Queue()
     planned: list[Planned] = []
     open_jobs: set[int] = set()

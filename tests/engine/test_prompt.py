@@ -18,11 +18,6 @@ ROLE = 3  # <|im_start|> assistant \n
 
 
 @pytest.fixture(scope="module")
-def custom_tts(tmp_path_factory):
-    return TTSModel.load(build_tiny_checkpoint(tmp_path_factory.mktemp("cv") / "cv", seed=1, kind="custom_voice"))
-
-
-@pytest.fixture(scope="module")
 def design_tts(tmp_path_factory):
     return TTSModel.load(build_tiny_checkpoint(tmp_path_factory.mktemp("vd") / "vd", seed=2, kind="voice_design"))
 

@@ -67,6 +67,10 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert Settings(_env_file=None, device="cpu", dtype="float32").resolved_dtype == "float32"
     with pytest.raises(ValueError):
         Settings(_env_file=None, dtype="int3")
+    monkeypatch.setenv("TTS_ADMISSION", "one_per_step")
+    assert Settings(_env_file=None).admission == "one_per_step" and Settings(_env_file=None).prefill_chunk == 0
+    with pytest.raises(ValueError, match="batched"):
+        Settings(_env_file=None, admission="sometimes")
 
 
 def test_env_example_lists_every_setting():

@@ -6,7 +6,8 @@ takes the messages in order and is the only thread that calls the jobs' sinks:
     StartUtterance(slot, ref_codes, ready)   reset the slot's codec row (ICL: to the primed state)
     FrameCodes(frame, rows, verdict, ...)    decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row,
                                              `last` on the rows whose job ends with it (`StepVerdict`);
-                                             the `held` rows (waiting for text) keep their codec state
+                                             the `held` rows (waiting for text) keep their codec state;
+                                             new utterances' first frames are handed over first
     EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
     Stop()                                   end of the thread (the last message)
 
@@ -16,7 +17,8 @@ the talker and code predictor make frame k+1 (memory-bound), this thread decodes
 (compute-bound). On CUDA it has its own stream; `ready` is an event recorded by the generation thread
 after the work the message depends on, waited for on the device (no host sync).
 
-Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
+With `static` (default on CUDA) each decode goes through `StaticCodec` (static_codec.py): a fixed bucket of
+rows, a CUDA graph per bucket. Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
 reference, LRU), used only from the codec thread.
 """
 
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
+from .static_codec import StaticCodec
 from .timing import PhaseTimer
 from .types import AudioFrame, Finished
 
@@ -123,13 +126,17 @@ class PrimedStates:
 
 
 class CodecStage:
-    def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None):
+    def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None,
+                 static: bool | None = None):
+        """`static`: decode through `StaticCodec` (default: on CUDA, where its buckets are CUDA graphs)."""
         self.tts = tts
         self.threads = threads
         self.timer = timer or PhaseTimer(tts.device)
         self.state = tts.codec.new_state(slots, device=tts.device, dtype=tts.dtype)
         self.codebook_size = tts.config.codec.decoder.codebook_size
         self.primed = PrimedStates(tts.codec)
+        cuda = tts.device.type == "cuda"
+        self.static = StaticCodec(tts.codec, self.state, cuda_graphs=cuda) if (cuda if static is None else static) else None
         self._queue: queue.Queue[CodecMessage] = queue.Queue(maxsize=QUEUE_STEPS)
         self._thread: threading.Thread | None = None
 
@@ -153,6 +160,13 @@ class CodecStage:
             torch.set_num_threads(self.threads)
         if self.tts.device.type == "cuda":
             torch.cuda.set_stream(torch.cuda.Stream(self.tts.device))
+        if self.static is not None:
+            try:
+                with torch.inference_mode():
+                    self.static.capture_all()
+            except Exception:
+                log.exception("codec CUDA graph capture failed; the codec decodes eagerly")
+                self.static = None
         while not isinstance(message := self._queue.get(), Stop):
             self._handle(message)
 
@@ -182,7 +196,7 @@ class CodecStage:
             audio, rejected = self.decode(frame, held)
         codes = frame.cpu().numpy()
         last = verdict.last_slots()
-        for slot, job, index in rows:
+        for slot, job, index in sorted(rows, key=lambda row: row.index > 0):  # first frames first
             if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
                 log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
                           slot, codes[slot].tolist(), self.codebook_size)
@@ -211,7 +225,10 @@ class CodecStage:
         valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
         codes = frame * valid[:, None]
         kept = self.state.take_rows(held) if held else None
-        audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
+        if self.static is not None:
+            audio = self.static.decode(codes)  # [n, 1920]
+        else:
+            audio = self.tts.codec.decode_step(codes[:, :, None], self.state.first_rows(frame.shape[0]))  # [n, 1920]
         if kept is not None:
             self.state.put_rows(held, kept)
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()

@@ -4,7 +4,7 @@ One job through the engine:
 
     caller             submit(request, sink) -> Job, or generate(request): its frames, then its Finished
     generation thread  (`makima-engine`, here) admits queued jobs into free slots of the `SlotPool`
-                       (prompt.py, budget.py, then `FrameStep.prefill`) -> StartUtterance
+                       (admission.py; prompt.py, budget.py, then `FrameStep.prefill_batch`) -> StartUtterance
                        and advances every admitted job by one frame per step (lockstep batching):
                        `FrameStep.predict_frame` -> FrameCodes -> `FrameStep.advance` (static frames on
                        CUDA: `StaticFrames.run`); end token, budget or cancel frees the slot -> EndUtterance
@@ -20,8 +20,12 @@ thread sends typed messages to the codec thread through one bounded FIFO queue
 event a sink receives is delivered by the codec thread in that queue's order (a job's frames, then
 exactly one Finished, never anything after); only a submit to a closed engine is answered at once.
 
-At most one prefill runs between two steps, so a newcomer never stalls the others for more than a step.
-Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
+Between two steps one packed prefill pass admits every waiting job that has a slot (admission.py: beside
+running streams it is capped at about a step's work; a long prompt continues between the next steps).
+First audio first: when a step carries first frames and every running stream has more audio buffered
+on its client than a step lasts (`Job.lead`), the next step waits until that frame is decoded and sent,
+so a newcomer's first frame does not share the cores with the next step; a stream with less lead vetoes
+the wait. Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
 own stream; each hand-over carries an event, so neither side waits for the other's kernels. On CPU each
 thread uses half the cores for its intra-op work (`threads` overrides).
 """
@@ -34,20 +38,23 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
 import torch
 
+from .admission import AdmissionPolicy, Admissions, default_chunk
 from .budget import frame_budget
 from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
+from .prefix_cache import PrefixCache
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
-from .step import FrameStep
+from .step import FrameStep, PrefillPart
 from .text_intake import OpenText, TextPiece
 from .timing import PhaseTimer
-from .types import EngineEvent, Finished, SpeechRequest
+from .types import AUDIO_RATE, AudioFrame, EngineEvent, Finished, SpeechRequest
 from .warmup import warmup_request
 
 log = logging.getLogger(__name__)
@@ -63,12 +70,18 @@ class Job:
         self.cancelled = False
         self.done = threading.Event()
         self.text = OpenText(engine.tts, request) if request.text_open else None  # generation thread only
+        self.first_audio_at: float | None = None  # perf_counter of its first AudioFrame (codec thread)
+        self.audio_sent_s = 0.0  # seconds of audio handed to the sink so far
 
     def append_text(self, text: str, close: bool = False) -> None:
         """More text for a job submitted with `text_open`; `close` ends its text (any thread)."""
         if self.text is None:
             raise ValueError("this job's text was given whole (submit it with text_open=True to stream text)")
         self._engine._post_text(TextPiece(self, text, close))
+
+    def lead(self, now: float) -> float:
+        """Seconds of audio its client has buffered: audio sent minus wall time since the first frame."""
+        return 0.0 if self.first_audio_at is None else self.audio_sent_s - (now - self.first_audio_at)
 
     def cancel(self) -> None:
         """Stop this job within a step; its sink then gets Finished(cancelled=True)."""
@@ -81,10 +94,20 @@ class Job:
             return
         if isinstance(event, Finished):
             self.done.set()
+        elif isinstance(event, AudioFrame):
+            if self.first_audio_at is None:
+                self.first_audio_at = time.perf_counter()
+            self.audio_sent_s += event.audio.shape[-1] / AUDIO_RATE
         try:
             self._sink(event)
         except Exception:  # a broken sink must never take the engine down
             log.exception("engine sink of job %s raised", self.id)
+
+
+def first_audio_waits(rows: tuple[FrameRow, ...], now: float, step_s: float) -> bool:
+    """Whether the step after this frame waits for its decode: the frame carries a first frame and
+    every running stream has more than `step_s` of audio buffered on its client."""
+    return any(row.index == 0 for row in rows) and all(row.index == 0 or row.job.lead(now) > step_s for row in rows)
 
 
 def default_threads(device: torch.device) -> int | None:
@@ -95,8 +118,12 @@ def default_threads(device: torch.device) -> int | None:
 
 class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
-                 threads: int | None = None, static_frames: bool | None = None):
-        """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs)."""
+                 threads: int | None = None, static_frames: bool | None = None,
+                 admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None,
+                 reuse_prefixes: bool = True):
+        """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs).
+        `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device). `reuse_prefixes`:
+        keep each voice's shared prompt rows' keys/values (prefix_cache.py)."""
         self.tts = tts
         self.max_frames_cap = max_frames_cap
         self.threads = threads or default_threads(tts.device)
@@ -110,6 +137,9 @@ class Engine:
         self._jobs: list[Job | None] = [None] * max_streams  # by slot
         self._queue: deque[Job] = deque()  # submitted, not yet admitted
         self._texts: deque[TextPiece] = deque()  # text for open jobs, not yet taken in
+        self._admissions = Admissions(admission, prefill_chunk or default_chunk(tts.device.type))
+        self.prefixes = PrefixCache(self._pool) if reuse_prefixes else None
+        self._step_s = 0.0  # the last step's wall time (first audio first compares leads with it)
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="makima-engine", daemon=True)
@@ -168,7 +198,8 @@ class Engine:
 
     @property
     def busy_streams(self) -> int:
-        return sum(j is not None for j in self._jobs)
+        """Slots taken: streams generating plus utterances being prefilled."""
+        return sum(j is not None for j in self._jobs) + len(self._admissions)
 
     # ------------------------------------------------------------------ generation thread
     def _wake(self) -> None:
@@ -182,10 +213,11 @@ class Engine:
                 self._cv.notify()
 
     def _has_work(self) -> bool:
-        """(under the lock) Whether a text piece, a queued job to drop or admit, or a slot to step is there."""
+        """(under the lock) Whether a text piece, a queued job to drop or admit, a prefill, or a slot to step
+        is there."""
         pool, queued = self._pool, self._queue
-        return bool(self._texts) or any(job.cancelled for job in queued) or (
-            pool.free_slot() is not None and any(self._admissible(job) for job in queued)
+        return bool(self._texts) or bool(self._admissions) or any(job.cancelled for job in queued) or (
+            bool(self._free_slots()) and any(self._admissible(job) for job in queued)
         ) or any(job is not None and (job.cancelled or pool.settings[slot].feed.ready(pool.settings[slot].frames))
                  for slot, job in enumerate(self._jobs))
 
@@ -211,12 +243,14 @@ class Engine:
                 texts, self._texts = self._texts, deque()
                 for piece in texts:
                     piece.job.text.take(piece)
-                pending, dropped = self._take_pending()
+                taken, dropped = self._take_pending()
             for job in dropped:  # posted outside the lock: the codec queue may be full
                 self._end(job, Finished(0, cancelled=True))
             self._drop_cancelled()
-            if pending is not None:
-                self._admit(pending)
+            for job, slot in taken:
+                self._reserve(job, slot)
+            if self._admissions:
+                self._prefill()
             if self._pool.active():
                 try:
                     self._step()
@@ -229,52 +263,85 @@ class Engine:
         """The job's Finished, delivered by the codec thread behind the frames already queued."""
         self._codec.put(EndUtterance(job, event))
 
-    def _take_pending(self) -> tuple[Job | None, list[Job]]:
-        """The first admissible queued job if a slot is free (an open text waits for its first tokens),
-        and the queued jobs cancelled before admission."""
+    def _free_slots(self) -> list[int]:
+        """Slots neither generating nor reserved for a prefill."""
+        reserved = self._admissions.reserved()
+        return [slot for slot, s in enumerate(self._pool.settings) if s is None and slot not in reserved]
+
+    def _take_pending(self) -> tuple[list[tuple[Job, int]], list[Job]]:
+        """Queued jobs to admit now, each with the free slot it gets (admission.py says how many; an open
+        text waits for its first tokens), and the queued jobs cancelled before admission."""
         dropped = [job for job in self._queue if job.cancelled]
         for job in dropped:
             self._queue.remove(job)
-        if self._pool.free_slot() is not None:
-            for job in self._queue:
-                if self._admissible(job):
-                    self._queue.remove(job)
-                    return job, dropped
-        return None, dropped
+        free = self._free_slots()
+        count = self._admissions.take_count(len(free))
+        taken = []
+        for job in list(self._queue):
+            if len(taken) >= count:
+                break
+            if self._admissible(job):
+                self._queue.remove(job)
+                taken.append((job, free[len(taken)]))
+        return taken, dropped
 
     def _drop_cancelled(self) -> None:
         for slot, job in enumerate(self._jobs):
             if job is not None and job.cancelled:
                 self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
+        for job, part in list(self._admissions.parts):
+            if job.cancelled:
+                self._admissions.remove(part)
+                self._end(job, Finished(0, cancelled=True))
 
-    def _admit(self, job: Job) -> None:
-        slot = self._pool.free_slot()
+    def _reserve(self, job: Job, slot: int) -> None:
+        """The job's prompt, budget and settings; it waits in `slot` for its prefill (or fails at once)."""
         req, tts = job.request, self.tts
         try:
             text = job.text.prompt_text() if job.text is not None else None
             prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor, text)
             budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._pool.max_context)
-            generator = torch.Generator(device=tts.device)
-            generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
-            sampling = req.sampling or tts.config.generation.sampling
-            settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.feed)
-            if job.text is not None:  # later text extends the feed and the budget
-                job.text.admitted(prompt, settings, lambda p=prompt: frame_budget(
-                    req.max_frames, p, self.max_frames_cap, self._pool.max_context))
-            self._jobs[slot] = job
-            with self.timer("prefill"):
-                token = self._frames.prefill(slot, prompt, settings)
         except Exception as exc:
             if not isinstance(exc, PromptError):
-                log.exception("prefill failed")
-            self._jobs[slot] = None
-            self._pool.release(slot)
+                log.exception("preparing a prompt failed")
             message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
             self._end(job, Finished(0, error=message))
             return
-        self._codec.put(StartUtterance(slot, prompt.ref_codes, self._handoff()))
-        if token == tts.config.talker.codec_eos_token_id and req.stop_on_eos:
-            self._finish(slot, Finished(0))
+        generator = torch.Generator(device=tts.device)
+        generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
+        sampling = req.sampling or tts.config.generation.sampling
+        settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.feed)
+        if job.text is not None:  # later text extends the feed and the budget
+            job.text.admitted(prompt, settings, lambda p=prompt: frame_budget(
+                req.max_frames, p, self.max_frames_cap, self._pool.max_context))
+        part = PrefillPart(slot, prompt, settings)
+        if self.prefixes is not None:
+            self.prefixes.seed(part)
+        self._admissions.add(job, part)
+
+    def _prefill(self) -> None:
+        """One packed prefill pass; the jobs whose prompts it completes start generating."""
+        plan = self._admissions.plan(streams_running=any(self._jobs))
+        try:
+            with self.timer("prefill"):
+                tokens = self._frames.prefill_batch([(part, n) for _, part, n in plan], self.prefixes)
+        except Exception:
+            log.exception("prefill failed")
+            for job, part, _ in plan:
+                self._admissions.remove(part)
+                if self._pool.settings[part.slot] is not None:
+                    self._pool.release(part.slot)
+                self._end(job, Finished(0, error="internal error while preparing the utterance"))
+            return
+        eos = self.tts.config.talker.codec_eos_token_id
+        for job, part, _ in plan:
+            if part.slot not in tokens:
+                continue
+            self._admissions.remove(part)
+            self._jobs[part.slot] = job
+            self._codec.put(StartUtterance(part.slot, part.prompt.ref_codes, self._handoff()))
+            if tokens[part.slot] == eos and job.request.stop_on_eos:
+                self._finish(part.slot, Finished(0))
 
     def _handoff(self) -> torch.cuda.Event | None:
         """On CUDA, an event marking the work queued so far on this thread's stream."""
@@ -290,12 +357,13 @@ class Engine:
         stepping = pool.stage_participation()  # slots waiting for text sit this frame out
         if not stepping:
             return
+        started = time.perf_counter()
         rows = tuple(FrameRow(slot, self._jobs[slot], pool.settings[slot].frames) for slot in stepping)
         held = tuple(slot for slot in pool.active() if slot not in stepping)
-        # only first frames (nothing else running): once this step's generation is done, wait for their
-        # audio, so that the codec decodes it without sharing the cores with the next step (time to first
-        # audio first); beside running streams, no wait (they would stall)
-        first_audio = threading.Event() if all(row.index == 0 for row in rows) else None
+        # first frames, and every running stream has more than a step's audio buffered on its client: once
+        # this step's generation is done, wait for the frame's audio, so that the codec decodes it without
+        # sharing the cores with the next step (first audio first); a stream with less lead vetoes it
+        first_audio = threading.Event() if first_audio_waits(rows, started, self._step_s) else None
         verdict = StepVerdict()  # settled below, whatever happens: the codec thread waits for it
         ending: dict[int, Finished] = {}
         try:
@@ -321,6 +389,7 @@ class Engine:
             verdict.settle(ending)  # these rows' frames are their jobs' last
         if first_audio is not None:
             first_audio.wait()
+        self._step_s = time.perf_counter() - started
         for slot, event in ending.items():
             self._finish(slot, event)
 
@@ -341,6 +410,7 @@ class Engine:
                 self._finish(slot, Finished(self._pool.settings[slot].frames, cancelled=True))
         with self._cv:
             waiting, self._queue = list(self._queue), deque()
+        waiting += [job for job, _ in self._admissions.parts]
         for job in waiting:
             self._end(job, Finished(0, cancelled=True))
         self._codec.put(Stop())

@@ -14,6 +14,12 @@ first text token(s) (`prefill_text_tokens`), so a prompt can be built while the 
 (`PromptText.open`): the feed then grows as tokens come and gets `E` when the text closes. The tensor
 calls mirror the official ones in shape so fp32 results agree bit for bit where possible; the trailing
 rows are the exception: embedded one token at a time (text_feed.py says why), they agree within 1e-6.
+
+The first `Prompt.shared_rows` rows depend on the voice, language, instruct and text mode only, never on
+the utterance's text (prefix_cache.py reuses their keys/values): [instruct rows] role ... B+C(pad) in
+every layout, and for ICL also the rows pairing the reference transcript with C(bos) and the first
+reference frames (streaming) or with C(pad) (non-streaming); from the first target-text token on, every
+row (and so every later key/value) depends on the text.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class Prompt:
     feed: TextFeed  # the text rows of generation steps 0, 1, ... (then `P`)
     ref_codes: torch.Tensor | None  # [T_ref, 16] (ICL: the codec is primed with these)
     text_tokens: int  # number of text tokens of the utterance so far (drives the frame budget)
+    shared_rows: int = 0  # leading rows of `embeds` that do not depend on the text (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,7 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
     embeds = torch.cat((role, prefix), dim=1)
 
     ref_codes, eos, pad = None, tts_eos[0, 0], tts_pad[0, 0]
+    shared = embeds.shape[1]
     if req.voice is not None and req.voice.mode == "icl":
         ref_codes = req.voice.ref_codes.to(device)
         all_ids = tokenizer.reference_ids(req.voice.ref_text) + text.ids
@@ -163,6 +171,8 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
         if text.open and not trailing:
             raise PromptError("an open ICL text needs the tokens of its first rows (prefill_text_tokens)")
         feed = TextFeed(embed_one, all_ids[rows.shape[1]:], eos, pad, text.open) if trailing else None
+        ref_len = len(all_ids) - len(text.ids)
+        shared += min(ref_len, ref_codes.shape[0] + 1) if streaming else ref_len
     elif streaming:
         embeds = torch.cat((embeds, text_embed(ids([text.ids[:1]])) + codec[:, -1:]), dim=1)
         feed = TextFeed(embed_one, text.ids[1:], eos, pad, text.open)
@@ -172,8 +182,9 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
         embeds = torch.cat((embeds, body, tts_pad + codec_embed(ids([[tc.codec_bos_id]]))), dim=1)
         feed = None
     if req.instruct:
-        embeds = torch.cat((text_embed(ids([tokenizer.instruct_ids(req.instruct)])), embeds), dim=1)
-    return Prompt(embeds, feed or TextFeed(embed_one, [], None, pad), ref_codes, len(text.ids))
+        instruct = text_embed(ids([tokenizer.instruct_ids(req.instruct)]))
+        embeds, shared = torch.cat((instruct, embeds), dim=1), shared + instruct.shape[1]
+    return Prompt(embeds, feed or TextFeed(embed_one, [], None, pad), ref_codes, len(text.ids), shared)
 
 
 def _icl_rows(all_ids, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg):

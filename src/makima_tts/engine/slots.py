@@ -94,6 +94,12 @@ class SlotPool:
     def max_context(self) -> int:
         return self.talker_kv.max_capacity
 
+    def scratch_kv(self, positions: int) -> KVCache:
+        """A one-row talker cache of `positions` (a prompt prefilled in chunks, before it has its slot row)."""
+        kv = self.talker_kv
+        layers, _, heads, _, dim = kv.k.shape
+        return KVCache(layers, 1, heads, dim, positions, kv.k.device, kv.k.dtype)
+
     # ---------------------------------------------------------------- free / acquire / release
     def free_slot(self) -> int | None:
         """The lowest free slot, or None when every slot is occupied."""

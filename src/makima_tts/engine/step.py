@@ -1,5 +1,7 @@
 """The frame functions: prefill, predict codes, talker step, over the models and a `SlotPool`.
 
+Prefill is batched: `prefill_batch` packs whole prompts and chunks of long ones into one talker pass.
+
 `FrameStep` holds no per-stream state of its own (that is the pool's, slots.py); it runs one frame for
 every occupied slot in two batched calls:
 
@@ -24,13 +26,31 @@ Two ways to run a frame, giving the same codes:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
+from ..model.kv_cache import KVCache, PackedView, Segment
+from .prefix_cache import PrefixCache
 from .prompt import Prompt
 from .sampling import RowSampling, choose, choose_codebook0
 from .slots import SlotPool, SlotSettings
+
+
+@dataclass
+class PrefillPart:
+    """An utterance on its way into `slot`: its prompt and how many of its rows are prefilled."""
+
+    slot: int
+    prompt: Prompt
+    settings: SlotSettings
+    done: int = 0  # prompt rows already in a cache
+    scratch: KVCache | None = None  # a chunked prompt's own one-row cache, until its last chunk
+    prefix_key: bytes | None = None  # its shared rows, to be kept once prefilled (prefix_cache.py)
+
+    @property
+    def remaining(self) -> int:
+        return self.prompt.embeds.shape[1] - self.done
 
 
 class FrameStep:
@@ -46,20 +66,57 @@ class FrameStep:
         self.eos_mask[eos] = True
 
     # ---------------------------------------------------------------- admission
-    @torch.inference_mode()
     def prefill(self, slot: int, prompt: Prompt, settings: SlotSettings) -> int:
-        """Occupy `slot`, run the talker over the prompt into its cache and pick codebook 0 of frame 0."""
-        pool = self.pool
-        pool.occupy(slot, settings)
-        length = prompt.embeds.shape[1]
+        """One whole prompt alone: occupy `slot`, fill its cache and pick codebook 0 of frame 0."""
+        part = PrefillPart(slot, prompt, settings)
+        return self.prefill_batch([(part, part.remaining)])[slot]
+
+    @torch.inference_mode()
+    def prefill_batch(self, chunks: list[tuple[PrefillPart, int]], prefixes: PrefixCache | None = None) -> dict[int, int]:
+        """The next `n` rows of each part's prompt, all packed into one talker pass (kv_cache.PackedView).
+        A part whose prompt is then complete occupies its slot: its cache rows, length, past_hidden and
+        last token are set exactly as a prefill alone sets them. -> {slot: codebook 0 of frame 0} of those.
+
+        A whole prompt is written straight into its slot's cache row; a prompt taken in chunks fills a
+        one-row cache of its own, copied into the slot with its last chunk (frames run between chunks,
+        and their free rows write into the slot pool); so does a prompt whose shared prefix was reused.
+        `prefixes`: keeps the shared rows' keys/values of the parts that computed them."""
+        pool, talker = self.pool, self.tts.talker
+        segments = []
+        for part, n in chunks:
+            if part.done == 0 and n == part.remaining:
+                segments.append(Segment(pool.talker_kv, part.slot, 0, n))
+            else:
+                if part.scratch is None:
+                    part.scratch = pool.scratch_kv(part.prompt.embeds.shape[1])
+                segments.append(Segment(part.scratch, 0, part.done, n))
+        view = PackedView(segments)
+        embeds = torch.cat([part.prompt.embeds[:, part.done : part.done + n] for part, n in chunks], dim=1)  # [1, S, H]
+        hidden = talker(embeds, view.positions(embeds.device), view, None, None)  # [1, S, H]
+        chosen, end = {}, 0
+        for (part, n), segment in zip(chunks, segments, strict=True):
+            end += n
+            part.done += n
+            if prefixes is not None:
+                prefixes.keep(part, segment.cache, segment.row)
+            if part.remaining == 0:
+                chosen[part.slot] = self._occupy(part, hidden[:, end - 1])
+        return chosen
+
+    def _occupy(self, part: PrefillPart, last_hidden: torch.Tensor) -> int:
+        # last_hidden [1, H]: the prompt's last position
+        pool, slot, length = self.pool, part.slot, part.prompt.embeds.shape[1]
+        if part.scratch is not None:
+            pool.talker_kv.copy_row(slot, part.scratch, length)
+            part.scratch = None
+        pool.occupy(slot, part.settings)
         rows = slice(slot, slot + 1)
-        hidden = self.tts.talker(prompt.embeds, range(length), pool.talker_kv.view(rows, length), 0, None)  # [1, P, H]
-        token = self._choose_c0(self.tts.talker.logits(hidden[:, -1]), rows, pool.sampling(rows, sub=False),
+        token = self._choose_c0(self.tts.talker.logits(last_hidden), rows, pool.sampling(rows, sub=False),
                                 pool.stepping[rows])
         pool.lengths[slot] = length
         pool.host_lengths[slot] = length
         pool.last_token[slot] = token[0]
-        pool.past_hidden[slot] = hidden[0, -1]
+        pool.past_hidden[slot] = last_hidden[0]
         return int(token[0])
 
     # ---------------------------------------------------------------- one frame for every slot, eager

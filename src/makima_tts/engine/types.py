@@ -15,9 +15,10 @@ import numpy as np
 from ..config import SamplingParams
 from ..voice_prompt import VoicePrompt
 
-__all__ = ["AudioFrame", "EngineEvent", "Finished", "SamplingParams", "SpeechRequest", "TextMode"]
+__all__ = ["AUDIO_RATE", "AudioFrame", "EngineEvent", "Finished", "SamplingParams", "SpeechRequest", "TextMode"]
 
 TextMode = Literal["streaming", "non_streaming"]
+AUDIO_RATE = 24000  # Hz of every AudioFrame's samples
 
 
 @dataclass(frozen=True)

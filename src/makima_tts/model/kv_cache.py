@@ -12,9 +12,14 @@ and the number of positions it may attend (`t_used`), taken after any growth.
 oldest first, shifted along in place by each write. `window_mask` says which of them (plus the new
 ones) each new query sees.
 
-Both layer objects give `Attention` the same interface: `write(k_new, v_new)` stores the new
-`[b, kv_heads, s, D]` and returns the visible keys/values `[b, kv_heads, T, D]`; `mask` is the
-`[b, 1, s, T]` bool mask to attend under (None: plain causal).
+`PackedView` is a batched prefill's view: several prompts (or chunks of prompts) packed one after the
+other along the sequence of a single `[1, S, H]` pass, each a `Segment` of its own cache row that it
+writes at its own positions and attends alone (`SegmentsKV`, one per layer).
+
+Every layer object gives `Attention` the same interface: `attend(q, k_new, v_new)` stores the new keys
+and values `[b, kv_heads, s, D]` and returns the attention output `[b, heads, s, D]` over what is
+visible. `LayerKV` and `WindowKV` do it with one `sdpa` call over the keys their `write` returns,
+under their `mask` `[b, 1, s, T]` bool (None: plain causal over exactly the s new keys).
 """
 
 from __future__ import annotations
@@ -22,10 +27,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+
+def sdpa(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [b, heads, s, D] over keys/values [b, kv_heads, T, D] (GQA) -> [b, heads, s, D]; mask None: causal."""
+    return F.scaled_dot_product_attention(
+        q, keys, values, attn_mask=mask, is_causal=mask is None and q.shape[2] > 1, enable_gqa=True
+    )
+
+
+class _WriteThenAttend:
+    def attend(self, q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
+        keys, values = self.write(k_new, v_new)
+        return sdpa(q, keys, values, self.mask)
 
 
 @dataclass
-class LayerKV:
+class LayerKV(_WriteThenAttend):
     k: torch.Tensor  # [b, kv_heads, capacity, D] (a view into the cache)
     v: torch.Tensor
     t_used: int  # positions visible to attention after this write
@@ -102,13 +121,83 @@ class KVCache:
             grown[:, :, :, : old.shape[3]] = old
             setattr(self, name, grown)
 
+    def copy_row(self, row: int, src: KVCache, length: int, src_row: int = 0) -> None:
+        """Positions [0, length) of row `src_row` of `src` (same layers and heads) into row `row`."""
+        self.ensure(length)
+        self.k[:, row, :, :length] = src.k[:, src_row, :, :length]
+        self.v[:, row, :, :length] = src.v[:, src_row, :, :length]
+
     def view(self, rows: slice, t_used: int) -> KVView:
         self.ensure(t_used)
         return KVView(self, rows, t_used)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One prompt's part of a packed prefill: `length` rows written at positions `start`.. of row `row`
+    of `cache`; they attend positions 0..start+length-1 of that row alone."""
+
+    cache: KVCache
+    row: int
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
 @dataclass
-class WindowKV:
+class SegmentsKV:
+    """One layer of a `PackedView`: the packed sequence cut back into its segments for attention."""
+
+    layer: int
+    segments: list[Segment]
+
+    def attend(self, q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
+        # q [1, heads, S, D], k_new/v_new [1, kv_heads, S, D] with S = sum of the segment lengths
+        outs, offset = [], 0
+        for seg in self.segments:
+            rows, new = slice(seg.row, seg.row + 1), slice(offset, offset + seg.length)
+            k, v = seg.cache.k[self.layer, rows], seg.cache.v[self.layer, rows]  # [1, kv_heads, capacity, D]
+            k[:, :, seg.start : seg.end] = k_new[:, :, new]
+            v[:, :, seg.start : seg.end] = v_new[:, :, new]
+            # a prompt's first rows: plain causal, the very call a prefill alone makes; a later chunk
+            # sees every earlier position and its own rows causally
+            mask = None if seg.start == 0 else (
+                torch.arange(seg.end, device=q.device)[None] <= torch.arange(seg.start, seg.end, device=q.device)[:, None]
+            )[None, None]  # [1, 1, length, end]
+            outs.append(sdpa(q[:, :, new], k[:, :, : seg.end], v[:, :, : seg.end], mask))
+            offset += seg.length
+        return torch.cat(outs, dim=2)
+
+
+@dataclass
+class PackedView:
+    """Segments of several cache rows (different caches allowed) prefilled in one `[1, S, H]` pass."""
+
+    segments: list[Segment]
+
+    def __post_init__(self) -> None:
+        for seg in self.segments:
+            seg.cache.ensure(seg.end)
+
+    @property
+    def t_used(self) -> int:
+        return max(seg.end for seg in self.segments)
+
+    def positions(self, device: torch.device) -> torch.Tensor:
+        """[1, S] the rope position of every packed row."""
+        return torch.cat([torch.arange(seg.start, seg.end, device=device) for seg in self.segments])[None]
+
+    def layers(self, write_pos=None, mask=None) -> list[SegmentsKV]:
+        """One `SegmentsKV` per layer (the segments carry their own positions and masks)."""
+        assert write_pos is None and mask is None, "a packed view takes no shared write position or mask"  # nosec B101
+        return [SegmentsKV(i, self.segments) for i in range(self.segments[0].cache.k.shape[0])]
+
+
+@dataclass
+class WindowKV(_WriteThenAttend):
     k: torch.Tensor  # [B, kv_heads, window - 1, D], updated in place
     v: torch.Tensor
     mask: torch.Tensor  # [B, 1, s, window - 1 + s] from `window_mask`

@@ -5,10 +5,10 @@ RMSNorm, SDPA), the SwiGLU `MLP`, and the talker/predictor's pre-norm `DecoderLa
 Parameter names follow the official checkpoints (`self_attn.q_proj`, `mlp.gate_proj`,
 `input_layernorm`, ...) so weights load unchanged.
 
-Attention keeps no per-request state: it writes new keys/values into the cache object it is given and
-attends over what that cache returns, under the cache's mask. `kv_cache.LayerKV` (talker, predictor)
-shows every position up to `t_used`; `kv_cache.WindowKV` (codec) is the sliding-window option, the last
-`window - 1` keys plus the new ones. After loading and placing the weights, `DecoderStack.prepare()`
+Attention keeps no per-request state: the cache object it is given stores the new keys/values and
+attends (`attend`). `kv_cache.LayerKV` (talker, predictor) shows every position up to `t_used`;
+`kv_cache.WindowKV` (codec) is the sliding-window option, the last `window - 1` keys plus the new ones;
+`kv_cache.SegmentsKV` (batched prefill) attends each packed prompt over its own cache row. After loading and placing the weights, `DecoderStack.prepare()`
 swaps the projections for `InferenceLinear`s: q/k/v and gate/up fused into single matrices (one matmul
 instead of three or two; the same numbers bit for bit), pre-packed where that is faster.
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TransformerConfig
-from .kv_cache import KVView, LayerKV, WindowKV
+from .kv_cache import KVView, LayerKV, PackedView, SegmentsKV, WindowKV
 from .linear import InferenceLinear
 
 
@@ -143,17 +143,13 @@ class Attention(nn.Module):
             qk = self.qk_norm_weight * F.rms_norm(qk, (d,), eps=self.q_norm.eps)
         return qk, v.view(b, s, self.n_kv, d)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], kv: LayerKV | WindowKV) -> torch.Tensor:
-        # x [B, S, H] -> [B, S, H]; kv.mask [B, 1, S, T] bool, or None: plain causal over a cache holding
-        # exactly these S tokens
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], kv: LayerKV | WindowKV | SegmentsKV) -> torch.Tensor:
+        # x [B, S, H] -> [B, S, H]; kv stores the new keys/values and attends (kv_cache.py)
         b, s, _ = x.shape
         qk, v = self._qkv(x)
         qk = apply_rotary(qk.transpose(1, 2), *rope)  # [B, heads + kv_heads, S, D]
         q, k = qk.split([self.n_heads, self.n_kv], dim=1)
-        keys, values = kv.write(k, v.transpose(1, 2))  # [B, kv_heads, T, D]
-        out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=kv.mask, is_causal=kv.mask is None and s > 1, enable_gqa=True
-        )
+        out = kv.attend(q, k, v.transpose(1, 2))  # [B, heads, S, D]
         out = out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
         return self.o_proj(out) if self.qkv is None else self.out(out)
 
@@ -209,7 +205,7 @@ class DecoderStack(nn.Module):
             layer.self_attn.prepare()
             layer.mlp.prepare()
 
-    def forward(self, x, positions, cache: KVView, write_pos, mask):
+    def forward(self, x, positions, cache: KVView | PackedView, write_pos, mask):
         # x [B, S, H] -> [B, S, H]; positions: range or [B, S] rope positions (below cache.t_used);
         # write_pos, mask: see `KVView.layers`
         rope = self.rotary(positions, cache.t_used, x.dtype, x.device)

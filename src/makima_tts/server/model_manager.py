@@ -110,6 +110,7 @@ class ModelManager:
         self.state, self.progress, self.message = "loaded", 1.0, "model loaded"
 
     def _load_blocking(self) -> None:
+        from ..engine.admission import AdmissionPolicy
         from ..engine.engine import Engine
         from ..model.tts import TTSModel
 
@@ -119,7 +120,8 @@ class ModelManager:
 
         s = self.settings
         tts = TTSModel.load(s.model_id, device=s.device, dtype=s.resolved_dtype, progress=on_progress)
-        engine = Engine(tts, max_streams=s.max_streams)
+        engine = Engine(tts, max_streams=s.max_streams, admission=AdmissionPolicy(s.admission),
+                        prefill_chunk=s.prefill_chunk or None, reuse_prefixes=s.reuse_prefixes)
         if s.warmup:
             self.message, self.progress = "warming up", 1.0 - WARMUP_SHARE
             try:

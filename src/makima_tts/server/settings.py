@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     warmup: bool = True
     max_streams: int = Field(8, ge=1)
     max_frames: int = Field(0, ge=0)  # 0: the engine derives the budget from the text
+    admission: Literal["batched", "one_per_step"] = "batched"  # engine/admission.py
+    prefill_chunk: int = Field(0, ge=0)  # prompt rows per prefill pass beside running streams; 0: by device
+    reuse_prefixes: bool = True  # engine/prefix_cache.py
     default_instruct: str = "A calm, clear voice speaking at a natural pace."
     queue_while_loading: bool = True
     loading_retry_after_ms: int = Field(2000, ge=0)
