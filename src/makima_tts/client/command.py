@@ -11,7 +11,7 @@ import sys
 from .errors import SpeakError
 from .playback import PlaybackUnavailable, open_output
 
-TOKEN_ENV = "MAKIMA_TTS_TOKEN"
+TOKEN_ENV = "MAKIMA_TTS_TOKEN"  # nosec B105: the name of the variable that holds the token, not a token
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -257,7 +257,8 @@ class SpeakClient:
                     continue  # it ended (cancelled, or its session was lost): the rest of it is moot
                 if self.state is ClientState.DISCONNECTED:
                     await self.connect()
-                assert self._ws is not None
+                if self._ws is None:
+                    raise RuntimeError("connect() returned without a connection")
                 await self._ws.send(json.dumps(item.message))
             except SpeakError as err:  # reconnecting failed for good
                 self._close_for_good(err)
