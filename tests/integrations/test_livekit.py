@@ -13,7 +13,8 @@ from livekit.agents.metrics import TTSMetrics
 from livekit.agents.tts import SynthesizedAudio, TTSError
 from server_helpers import TIMEOUT, run
 
-from makima_tts.integrations.livekit import MakimaTTS
+from makima_tts.client import ErrorCode, SpeakError
+from makima_tts.integrations.livekit import MakimaTTS, api_error
 from makima_tts.integrations.playback import Interruption
 
 RATE = 16000
@@ -115,3 +116,18 @@ def test_a_refused_request_is_an_api_status_error_that_is_not_retried(start_serv
     error, errors = run(main())
     assert error.status_code == 404 and not error.retryable and "nobody" in error.message
     assert [e.recoverable for e in errors] == [False]  # not retried
+
+
+@pytest.mark.parametrize(("error", "kind", "status", "retryable"), [
+    (SpeakError(ErrorCode.CONNECTION_FAILED, "lost", close_code=1006), APIConnectionError, None, True),
+    (SpeakError(ErrorCode.SERVER_BUSY, "busy", close_code=1013), APIStatusError, 503, True),
+    (SpeakError(ErrorCode.RATE_LIMITED, "slow down", retry_after_ms=500), APIStatusError, 429, True),
+    (SpeakError(ErrorCode.VOICE_NOT_FOUND, "no voice"), APIStatusError, 404, False),
+    (SpeakError(ErrorCode.UNAUTHORIZED, "bad token", close_code=4001), APIStatusError, 401, False),
+    (SpeakError(ErrorCode.HANDSHAKE_REFUSED, "Origin", status=403), APIStatusError, 403, False),
+    (SpeakError(ErrorCode.SYNTHESIS_ERROR, "model failed"), APIStatusError, 500, False),
+])
+def test_client_errors_become_api_errors_flagged_as_the_client_judges_them(error, kind, status, retryable):
+    api = api_error(error)
+    assert type(api) is kind and api.retryable is retryable and error.code_name in str(api)
+    assert getattr(api, "status_code", None) == status

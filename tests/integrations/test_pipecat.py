@@ -31,12 +31,17 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat.workers.runner import WorkerRunner
 from server_helpers import TIMEOUT, run
 
-from makima_tts.client import Backoff, ClientState
-from makima_tts.integrations.pipecat import MakimaTTSService
+from makima_tts.client import Backoff, ClientState, ErrorCode, SpeakError
+from makima_tts.integrations.pipecat import MakimaTTSService, error_category
 from makima_tts.integrations.playback import Interruption
 
 RATE = 16000  # the pipeline's output rate: the service must ask the server for it
 LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 8)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
 
 
 class Recorder(FrameProcessor):
@@ -209,7 +214,7 @@ def test_a_server_restart_is_survived(start_server):
             await asyncio.to_thread(srv.stop)
             error = await h.up.wait_for(lambda f: isinstance(f, ErrorFrame))
             await h.down.wait_for(lambda f: isinstance(f, TTSStoppedFrame) and f.context_id == cut.context_id)
-            assert tts.client.state is ClientState.DISCONNECTED
+            await asyncio.wait_for(until(lambda: tts.client.state is ClientState.DISCONNECTED), TIMEOUT)
             await asyncio.to_thread(start_server, port, max_frames=200)
             await h.send(LLMFullResponseEndFrame())  # the rest of the reply is spoken on the new session
             after = await h.spoken("After the restart.")
@@ -238,3 +243,16 @@ def test_an_unknown_voice_is_a_permanent_error_frame(start_server):
     assert "VOICE_NOT_FOUND" in error.error and "nobody" in error.error
     assert error.category is ErrorCategory.INVALID_REQUEST and not usable
     assert h.audio() == []
+
+
+@pytest.mark.parametrize(("error", "category"), [
+    (SpeakError(ErrorCode.CONNECTION_FAILED, "lost"), ErrorCategory.CONNECTIVITY),
+    (SpeakError(ErrorCode.SERVER_BUSY, "busy"), ErrorCategory.RATE_LIMIT),
+    (SpeakError(ErrorCode.INVALID_TEXT, "too long"), ErrorCategory.APPLICATION),  # the next text may be fine
+    (SpeakError(ErrorCode.UNAUTHORIZED, "bad token"), ErrorCategory.AUTHENTICATION),
+    (SpeakError(ErrorCode.HANDSHAKE_REFUSED, "Origin", status=403), ErrorCategory.AUTHORIZATION),
+    (SpeakError(ErrorCode.SYNTHESIS_ERROR, "model failed"), ErrorCategory.SERVER),
+])
+def test_client_errors_have_pipecat_categories(error, category):
+    assert error_category(error) is category
+    assert category.is_permanent is (category in (ErrorCategory.AUTHENTICATION, ErrorCategory.AUTHORIZATION))
