@@ -165,7 +165,7 @@ def main() -> int:
     base_env = list(args.env)
     for mode in args.modes.split(","):
         args.env = [*base_env, f"TTS_TEXT_INPUT={mode}"]
-        with Server(args) as server:
+        with Server(args, admission=None) as server:  # the engine's default admission
             wait_ready(f"http://127.0.0.1:{server.port}", server.proc, args.load_timeout)
             result = asyncio.run(measure(server, args))
         result["summary"] = summary(result["runs"])
