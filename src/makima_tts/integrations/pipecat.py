@@ -284,19 +284,19 @@ class MakimaTTSService(TTSService):
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         """Cancel the context's utterances on the server, telling it how much of the audio was played."""
         ctx = self._contexts.get(context_id)
-        if ctx is not None and self._client is not None:
+        client = self._client
+        if ctx is not None and client is not None:
             ctx.interrupted = ctx.closed = True
             if self._open is ctx:
                 self._open = None  # its utterance is cancelled, not ended
             ctx.queue.put_nowait(None)
             for utt in [u for u in ctx.utterances if not u.done]:
-                await self._cancel_utterance(context_id, utt, ctx.played_ms(utt))
+                await self._cancel_utterance(client, context_id, utt, ctx.played_ms(utt))
         await super().on_audio_context_interrupted(context_id)
 
-    async def _cancel_utterance(self, context_id: str, utt: Utterance, played_ms: float) -> None:
-        assert self._client is not None
+    async def _cancel_utterance(self, client: SpeakClient, context_id: str, utt: Utterance, played_ms: float) -> None:
         try:
-            terminals = await asyncio.wait_for(self._client.cancel(utt.id, played_ms=played_ms),
+            terminals = await asyncio.wait_for(client.cancel(utt.id, played_ms=played_ms),
                                                self._cancel_timeout_s)
         except (SpeakError, asyncio.TimeoutError) as err:  # it ended meanwhile, or the session went away
             logger.debug(f"{self}: cancel of {utt.id} answered {err!r}")
