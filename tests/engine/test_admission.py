@@ -12,7 +12,8 @@ import pytest
 
 from makima_tts.engine.admission import AdmissionPolicy, Admissions
 from makima_tts.engine.codec_stage import FrameRow
-from makima_tts.engine.engine import Engine, first_audio_waits
+from makima_tts.engine.engine import Engine
+from makima_tts.engine.job import first_audio_waits
 from makima_tts.engine.prompt import build_prompt
 from makima_tts.engine.types import AudioFrame, Finished, SamplingParams, SpeechRequest
 

@@ -17,7 +17,7 @@ from makima_tts.engine.codec_stage import (
     StepVerdict,
     Stop,
 )
-from makima_tts.engine.engine import Job
+from makima_tts.engine.job import Job
 from makima_tts.engine.types import AudioFrame, Finished, SpeechRequest
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .step import PrefillPart
 
 if TYPE_CHECKING:
-    from .engine import Job
+    from .job import Job
 
 DEFAULT_CHUNK = {"cpu": 64, "cuda": 512}  # prompt rows per pass beside running streams (about a step's cost)
 

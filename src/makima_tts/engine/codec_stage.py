@@ -39,7 +39,7 @@ from .timing import PhaseTimer
 from .types import AudioFrame, Finished
 
 if TYPE_CHECKING:
-    from .engine import Job
+    from .job import Job
 
 log = logging.getLogger(__name__)
 QUEUE_STEPS = 2  # how many messages the generation thread may run ahead of the codec

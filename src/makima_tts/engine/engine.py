@@ -32,7 +32,6 @@ thread uses half the cores for its intra-op work (`threads` overrides).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -40,74 +39,25 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
 from .admission import AdmissionPolicy, Admissions, default_chunk
 from .budget import frame_budget
 from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
+from .job import Job, Sink, first_audio_waits
 from .prefix_cache import PrefixCache
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
 from .static_frames import StaticFrames
 from .step import FrameStep, PrefillPart
-from .text_intake import OpenText, TextPiece
+from .text_intake import TextPiece
 from .timing import PhaseTimer
-from .types import AUDIO_RATE, AudioFrame, EngineEvent, Finished, SpeechRequest
+from .types import EngineEvent, Finished, SpeechRequest
 from .warmup import warmup_request
 
 log = logging.getLogger(__name__)
-Sink = Callable[[EngineEvent], None]
-
-
-class Job:
-    _ids = itertools.count(1)
-
-    def __init__(self, engine: Engine, request: SpeechRequest, sink: Sink):
-        self.id = next(self._ids)
-        self.request, self._sink, self._engine = request, sink, engine
-        self.cancelled = False
-        self.done = threading.Event()
-        self.text = OpenText(engine.tts, request) if request.text_open else None  # generation thread only
-        self.first_audio_at: float | None = None  # perf_counter of its first AudioFrame (codec thread)
-        self.audio_sent_s = 0.0  # seconds of audio handed to the sink so far
-
-    def append_text(self, text: str, close: bool = False) -> None:
-        """More text for a job submitted with `text_open`; `close` ends its text (any thread)."""
-        if self.text is None:
-            raise ValueError("this job's text was given whole (submit it with text_open=True to stream text)")
-        self._engine._post_text(TextPiece(self, text, close))
-
-    def lead(self, now: float) -> float:
-        """Seconds of audio its client has buffered: audio sent minus wall time since the first frame."""
-        return 0.0 if self.first_audio_at is None else self.audio_sent_s - (now - self.first_audio_at)
-
-    def cancel(self) -> None:
-        """Stop this job within a step; its sink then gets Finished(cancelled=True)."""
-        self.cancelled = True
-        self._engine._wake()
-
-    def emit(self, event: EngineEvent) -> None:
-        """Hand an event to the sink (codec thread); nothing passes once the Finished has."""
-        if self.done.is_set():
-            return
-        if isinstance(event, Finished):
-            self.done.set()
-        elif isinstance(event, AudioFrame):
-            if self.first_audio_at is None:
-                self.first_audio_at = time.perf_counter()
-            self.audio_sent_s += event.audio.shape[-1] / AUDIO_RATE
-        try:
-            self._sink(event)
-        except Exception:  # a broken sink must never take the engine down
-            log.exception("engine sink of job %s raised", self.id)
-
-
-def first_audio_waits(rows: tuple[FrameRow, ...], now: float, step_s: float) -> bool:
-    """Whether the step after this frame waits for its decode: the frame carries a first frame and
-    every running stream has more than `step_s` of audio buffered on its client."""
-    return any(row.index == 0 for row in rows) and all(row.index == 0 or row.job.lead(now) > step_s for row in rows)
 
 
 def default_threads(device: torch.device) -> int | None:

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from .engine import Engine, Job
+from .engine import Engine
+from .job import Job
 from .types import EngineEvent, Finished, SpeechRequest
 
 

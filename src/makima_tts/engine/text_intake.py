@@ -19,7 +19,7 @@ from .slots import SlotSettings
 from .types import SpeechRequest
 
 if TYPE_CHECKING:
-    from .engine import Job
+    from .job import Job
 
 
 class TextPiece(NamedTuple):
