@@ -19,6 +19,8 @@ from packaging.version import Version
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 RegexChoice = Literal["official", "patched", "qwen2"]
+ASSISTANT_PREFIX = "assistant\n"  # the text after <|im_start|> that the utterance's text continues
+ASSISTANT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"  # after the text; its last 5 ids are cut off
 
 QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -113,7 +115,18 @@ class TextTokenizer:
 
     def assistant_ids(self, text: str) -> list[int]:
         """`<|im_start|>assistant\\n{text}<|im_end|>\\n<|im_start|>assistant\\n`: role = [:3], text = [3:-5]."""
-        return self.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")
+        return self.encode(f"<|im_start|>{ASSISTANT_PREFIX}{text}{ASSISTANT_SUFFIX}")
+
+    def text_ends(self, text: str) -> list[int]:
+        """For each text id of `assistant_ids(text)` ([3:-5]): where in `text` (characters of the string as
+        given, before normalisation) the text up to and including that id ends. A character split over
+        several ids counts from its first id on."""
+        wrapped = f"<|im_start|>{ASSISTANT_PREFIX}{text}{ASSISTANT_SUFFIX}"
+        start, ends, reached = len("<|im_start|>") + len(ASSISTANT_PREFIX), [], 0
+        for _, end in self._tok.encode(wrapped, add_special_tokens=False).offsets[3:-5]:
+            reached = max(reached, min(max(end - start, 0), len(text)))
+            ends.append(reached)
+        return ends
 
     def reference_ids(self, ref_text: str) -> list[int]:
         """The transcript of an ICL reference clip, without its chat wrapper."""

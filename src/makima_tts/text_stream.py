@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .text import TextTokenizer
-
-ASSISTANT_PREFIX = "assistant\n"  # the text after <|im_start|> that the utterance's text continues
-ASSISTANT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"  # after the text; its last 5 ids are cut off
+from .text import ASSISTANT_PREFIX, ASSISTANT_SUFFIX, TextTokenizer
 
 
 class StableTokens:

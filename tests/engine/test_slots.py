@@ -61,7 +61,7 @@ class BadCodeAt:
         self.stage._deliver = self
 
     def __call__(self, frame, rows, verdict, held):
-        for slot, job, index in rows:
+        for slot, job, index, _ in rows:
             if self.targets.get(job.id) == index:
                 frame = frame.clone()
                 frame[slot, 5] = 4096

@@ -90,3 +90,51 @@ def test_a_waiting_slot_keeps_its_state_while_another_steps(tiny_tts, voice, sta
     assert torch.equal(waiting.generator.get_state(), rng_before)  # no noise drawn while waiting
     assert waiting.frames == 1 and pool.settings[0].frames == 4
     assert all(frame[1].abs().sum() == 0 for frame in frames[1:])  # no codes from the waiting row
+
+
+def schedule_read(tts, request: SpeechRequest, frames: int) -> list[int]:
+    """The reference layout's count (qwen3-tts-reference.md sections 5-6) of the utterance's text tokens
+    that frame k has behind it: those in the prefill rows, then one trailing row per frame after the first."""
+    tok = tts.tokenizer
+    text = tok.assistant_ids(request.text)[3:-5]
+    streaming = request.text_mode != "non_streaming"
+    if not streaming:
+        return [len(text)] * frames  # T ++ E sits in the prefill
+    if request.voice.mode == "xvector":  # t0 in the prefill, t1.. then E in the trailing text
+        return [min(1 + k, len(text)) for k in range(frames)]
+    ref = tok.reference_ids(request.voice.ref_text)
+    lc, lt = request.voice.ref_codes.shape[0] + 1, len(ref) + len(text) + 1
+    if lt <= lc:
+        return [len(text)] * frames  # the whole text is padded into the ICL rows
+    track = ["ref"] * len(ref) + ["text"] * len(text) + ["eos"]  # text[:Lc] in the prefill, text[Lc:] trailing
+    return [track[: lc + k].count("text") for k in range(frames)]
+
+
+@pytest.mark.parametrize("layout", ["xvector", "icl_trailing", "icl_covered", "icl_long_transcript", "non_streaming"])
+def test_each_frame_reports_the_text_the_talker_had_read(tiny_tts, voice, icl_voice, ref_clip, layout):
+    from makima_tts.engine.engine import Engine
+
+    long_text = "Hello world. " * 12 + "This is a tiny test of speech with a long tail of words."
+    request = {
+        "xvector": SpeechRequest(long_text, voice=voice),
+        "icl_trailing": SpeechRequest(long_text, voice=icl_voice, language="english"),
+        "icl_covered": SpeechRequest("Hi.", voice=icl_voice, language="english"),
+        "icl_long_transcript": None,
+        "non_streaming": SpeechRequest(long_text, voice=voice, text_mode="non_streaming"),
+    }[layout]
+    if layout == "icl_long_transcript":  # more transcript tokens than reference frames: trailing rows start with it
+        wordy = tiny_tts.create_voice_prompt(*ref_clip, ref_text=" ".join(["many words"] * 12))
+        assert len(tiny_tts.tokenizer.reference_ids(wordy.ref_text)) > wordy.ref_codes.shape[0] + 1
+        request = SpeechRequest(long_text, voice=wordy, language="english")
+    request = SpeechRequest(**{**request.__dict__, "max_frames": 80, "stop_on_eos": False, "seed": 3})
+    expected = schedule_read(tiny_tts, request, 80)
+    if layout == "icl_trailing":  # the case is what its name says: text still to come after the prefill
+        assert 0 < expected[0] < expected[-1] == len(tiny_tts.tokenizer.assistant_ids(long_text)[3:-5])
+    if layout == "icl_long_transcript":  # the first frames read only the rest of the transcript
+        assert expected[0] == 0 < expected[-1]
+    engine = Engine(tiny_tts, max_streams=1)
+    try:
+        *frames, done = engine.generate(request, timeout=120)
+    finally:
+        engine.close()
+    assert done.frames == 80 and [f.text_read for f in frames] == expected

@@ -52,6 +52,7 @@ class FrameRow(NamedTuple):
     slot: int  # row of the frame
     job: Job
     index: int  # frame number within the job's utterance
+    text_read: int = 0  # the utterance's text tokens taken in when it was made (TextFeed.read_by)
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,14 @@ class CodecStage:
             audio, rejected = self.decode(frame, held)
         codes = frame.cpu().numpy()
         last = verdict.last_slots()
-        for slot, job, index in sorted(rows, key=lambda row: row.index > 0):  # first frames first
+        for slot, job, index, text_read in sorted(rows, key=lambda row: row.index > 0):  # first frames first
             if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
                 log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
                           slot, codes[slot].tolist(), self.codebook_size)
                 job.emit(Finished(index, error=DECODE_ERROR))
                 job.cancel()
             else:
-                job.emit(AudioFrame(index, codes[slot], audio[slot], last=slot in last))
+                job.emit(AudioFrame(index, codes[slot], audio[slot], last=slot in last, text_read=text_read))
 
     # ------------------------------------------------------------------ codec rows
     @torch.inference_mode()

@@ -308,7 +308,8 @@ class Engine:
         if not stepping:
             return
         started = time.perf_counter()
-        rows = tuple(FrameRow(slot, self._jobs[slot], pool.settings[slot].frames) for slot in stepping)
+        rows = tuple(FrameRow(slot, self._jobs[slot], pool.settings[slot].frames, pool.settings[slot].text_read)
+                     for slot in stepping)
         held = tuple(slot for slot in pool.active() if slot not in stepping)
         # first frames, and every running stream has more than a step's audio buffered on its client: once
         # this step's generation is done, wait for the frame's audio, so that the codec decodes it without

@@ -170,12 +170,14 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
         embeds = torch.cat((embeds, rows), dim=1)
         if text.open and not trailing:
             raise PromptError("an open ICL text needs the tokens of its first rows (prefill_text_tokens)")
-        feed = TextFeed(embed_one, all_ids[rows.shape[1]:], eos, pad, text.open) if trailing else None
         ref_len = len(all_ids) - len(text.ids)
+        in_prefill = rows.shape[1]  # of all_ids, when text follows the rows
+        feed = TextFeed(embed_one, all_ids[in_prefill:], eos, pad, text.open, read_before=max(0, in_prefill - ref_len),
+                        foreign=max(0, ref_len - in_prefill)) if trailing else None
         shared += min(ref_len, ref_codes.shape[0] + 1) if streaming else ref_len
     elif streaming:
         embeds = torch.cat((embeds, text_embed(ids([text.ids[:1]])) + codec[:, -1:]), dim=1)
-        feed = TextFeed(embed_one, text.ids[1:], eos, pad, text.open)
+        feed = TextFeed(embed_one, text.ids[1:], eos, pad, text.open, read_before=1)
     else:
         pads = codec_embed(ids([[tc.codec_pad_id] * (len(text.ids) + 1)]))
         body = torch.cat((text_embed(ids([text.ids])), tts_eos), dim=1) + pads
@@ -184,7 +186,8 @@ def build_prompt(req: SpeechRequest, cfg: ModelConfig, tokenizer: TextTokenizer,
     if req.instruct:
         instruct = text_embed(ids([tokenizer.instruct_ids(req.instruct)]))
         embeds, shared = torch.cat((instruct, embeds), dim=1), shared + instruct.shape[1]
-    return Prompt(embeds, feed or TextFeed(embed_one, [], None, pad), ref_codes, len(text.ids), shared)
+    feed = feed or TextFeed(embed_one, [], None, pad, read_before=len(text.ids))  # the whole text is in the prefill
+    return Prompt(embeds, feed, ref_codes, len(text.ids), shared)
 
 
 def _icl_rows(all_ids, ref_codes, talker, code_predictor, tts_pad, tts_eos, streaming, cfg):

@@ -46,6 +46,11 @@ class SlotSettings:
     frames: int = 0
     stepping: bool = True  # makes a frame this step (False: waits for its next text row)
 
+    @property
+    def text_read(self) -> int:
+        """The utterance's text tokens taken in by the frame it makes next."""
+        return self.feed.read_by(self.frames)
+
     def generator_for(self, sub: bool) -> torch.Generator | None:
         """The generator when this slot samples and steps (codebooks 1..15 if `sub`, else codebook 0)."""
         draws = self.sampling.subtalker_dosample if sub else self.sampling.do_sample

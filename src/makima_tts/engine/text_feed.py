@@ -10,6 +10,10 @@ once it is `close`d. Step k of an open feed whose k-th row has not arrived canno
 (`ready(k)` is False) and resumes when more text comes or the text closes; so an utterance whose text
 trickles in makes exactly the rows, and so the codes, of the same text given whole.
 
+`read_by(step)` counts the utterance's own text tokens the talker has taken in once it makes frame
+`step` (the prefill's, then rows [0, step) of the feed): frame 0 comes from the prefill, frame k after k
+feed rows (reference section 6). The server turns it into the text heard up to a point of the audio.
+
 Rows are embedded one token at a time, when their step is staged (`row`): the text projection of a batch
 of rows differs from that of single rows in the last bits, and one token at a time is the same however
 the text was split. Used only from the engine's generation thread.
@@ -24,11 +28,14 @@ import torch
 
 class TextFeed:
     def __init__(self, embed: Callable[[int], torch.Tensor], ids: list[int], eos: torch.Tensor | None,
-                 pad: torch.Tensor, open_text: bool = False):
+                 pad: torch.Tensor, open_text: bool = False, *, read_before: int = 0, foreign: int = 0):
         """`embed`: token id -> its text row [H]; `ids`: the trailing tokens known so far; `eos`: the row
-        after the last token (streaming layout) or None; `pad`: every row after that."""
+        after the last token (streaming layout) or None; `pad`: every row after that. `read_before`: the
+        utterance's text tokens already in the prefill; `foreign`: leading `ids` that are not (an ICL
+        reference transcript longer than the prefill's rows)."""
         self._embed, self.ids, self.eos, self.pad = embed, list(ids), eos, pad
         self.open = open_text
+        self.read_before, self.foreign = read_before, foreign
 
     def extend(self, ids: list[int]) -> None:
         if not self.open:
@@ -41,6 +48,10 @@ class TextFeed:
     @property
     def tokens(self) -> int:
         return len(self.ids)
+
+    def read_by(self, step: int) -> int:
+        """The utterance's text tokens taken in when frame `step` is made (0-based, as `ready`)."""
+        return self.read_before + max(0, min(step, len(self.ids)) - self.foreign)
 
     def ready(self, step: int) -> bool:
         """Whether step `step` (0-based, after the prefill) has its text row (False: wait for text)."""

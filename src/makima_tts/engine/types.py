@@ -45,6 +45,7 @@ class AudioFrame:
     codes: np.ndarray  # [16] int64
     audio: np.ndarray  # [1920] float32 in [-1, 1], 24 kHz mono
     last: bool = False  # the job's final frame: its Finished (ended by the end token or the budget) follows
+    text_read: int = 0  # the request's text tokens the talker had taken in when it made this frame
 
 
 @dataclass(frozen=True)

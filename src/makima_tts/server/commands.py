@@ -184,11 +184,14 @@ def _named(session: Session, utterance_id: str | None, verb: str) -> Utterance |
 
 
 async def cancel(session: Session, msg: p.Cancel) -> None:
+    """`playedMs` is the named utterance's; without a name, the current one's (the queued ones were not
+    heard at all)."""
     if msg.utteranceId is None:
+        current = session.queue.current
         for utt in session.queue.live():
-            session.cancel(utt, "cancel")
+            session.cancel(utt, "cancel", msg.playedMs if utt is current else 0.0)
     elif (utt := _named(session, msg.utteranceId, "cancel")) is not None:
-        session.cancel(utt, "cancel")
+        session.cancel(utt, "cancel", msg.playedMs)
 
 
 async def flush(session: Session, msg: p.Flush) -> None:

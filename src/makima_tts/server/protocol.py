@@ -185,6 +185,8 @@ class Complete(_Msg):
     frames: int
     ttfaMs: float | None = None
     truncated: bool
+    # [ms, text]: audio from `ms` on had read `text` too (the heard text at playedMs joins the earlier ones)
+    textMarks: list[tuple[float, str]] = []
 
 
 class Cancelled(_Msg):
@@ -192,6 +194,7 @@ class Cancelled(_Msg):
     utteranceId: str
     reason: Literal["cancel", "interrupt", "disconnect"]
     audioSentMs: float
+    heardText: str = ""  # the text up to what its played audio had read (server/text_marks.py)
 
 
 class Flushed(_Msg):

@@ -187,12 +187,16 @@ class Session:
             self._stop_utterance(utt)
             self._terminal(utt, p.error_message(code, message, utt.id), "error")
 
-    def cancel(self, utt: Utterance, reason: str) -> None:
+    def cancel(self, utt: Utterance, reason: str, played_ms: float | None = None) -> None:
+        """Stop `utt` with a `cancelled` terminal; `played_ms`: the client's `playedMs` (default: all the
+        audio sent was played), which bounds its `heardText`."""
         if utt.stage is not Stage.DONE:
             self._stop_utterance(utt)
-            sent_ms = utt.format.ms(self.outbox.sent_samples(utt))
-            self._terminal(utt, p.dump(p.Cancelled(utteranceId=utt.id, reason=reason, audioSentMs=sent_ms)),
-                           "cancelled")
+            sent = self.outbox.sent_samples(utt)
+            played = sent if played_ms is None else min(sent, max(0, round(played_ms * utt.format.sample_rate / 1000)))
+            cancelled = p.Cancelled(utteranceId=utt.id, reason=reason, audioSentMs=utt.format.ms(sent),
+                                    heardText=utt.marks.heard(played))
+            self._terminal(utt, p.dump(cancelled), "cancelled")
 
     def error(self, code: str, message: str, utterance_id: str | None = None, rejected: bool = False,
                **extra: Any) -> None:

@@ -60,6 +60,7 @@ class SynthesisFailed(Exception):
 class Synthesis:
     def __init__(self, utt: Utterance, services: Services, send: Callable[[Outgoing], None]):
         self.utt, self.services, self.send = utt, services, send
+        self.tts = None  # the loaded model
         self.pcm: PcmStream | None = None  # made once the model (and so its sample rate) is known
         self._held: tuple[bytes, int] | None = None  # base64: (PCM, samples) of the latest chunk
 
@@ -73,6 +74,7 @@ class Synthesis:
             raise SynthesisFailed("SYNTHESIS_ERROR", str(exc)) from None
         except VoiceError as exc:
             raise SynthesisFailed(voice_error_code(exc), exc.message) from None
+        self.tts = tts
         self.pcm = PcmStream(tts.sample_rate, utt.format.sample_rate, utt.format.encoding)
         if utt.incremental and streams_text(self.services, tts, voicing):
             await self._streamed(engine, voicing)
@@ -90,6 +92,7 @@ class Synthesis:
             frames=stats.engine_frames if utt.format.transport == "none" else stats.messages,
             ttfaMs=round((first - stats.started_at) * 1000, 1) if first is not None else None,
             truncated=stats.truncated,
+            textMarks=utt.marks.marks(utt.format.sample_rate),
         )
 
     async def _in_pieces(self, engine, voicing: Voicing) -> None:
@@ -98,14 +101,18 @@ class Synthesis:
         while (piece := await self._next_piece()) is not Marker.END:
             if piece is Marker.FLUSH:
                 for text in segmenter.flush() if segmenter is not None else ():
-                    await self._speak(stream_events(engine, voicing.request(text)))
+                    await self._speak_whole(engine, voicing, text)
                 self._release_held(final=False)
                 self._flushed()
                 continue
             for text in segmenter.feed(piece) if segmenter is not None else [piece]:
-                await self._speak(stream_events(engine, voicing.request(text)))
+                await self._speak_whole(engine, voicing, text)
         for text in segmenter.flush() if segmenter is not None else ():
-            await self._speak(stream_events(engine, voicing.request(text)))
+            await self._speak_whole(engine, voicing, text)
+
+    async def _speak_whole(self, engine, voicing: Voicing, text: str) -> None:
+        self.utt.marks.job(text, self.tts.tokenizer)
+        await self._speak(stream_events(engine, voicing.request(text)))
 
     async def _streamed(self, engine, voicing: Voicing) -> None:
         """Streamed text as open-text engine jobs: each piece goes to the running job as it comes."""
@@ -122,9 +129,11 @@ class Synthesis:
                 if isinstance(text, str):
                     if speaking is None:
                         job, events = start_stream(engine, replace(voicing.request(text), text_open=True))
+                        self.utt.marks.job(text, self.tts.tokenizer)
                         speaking = asyncio.ensure_future(self._speak(events))
                     else:
                         job.append_text(text)
+                        self.utt.marks.extend(text)
                     continue
                 if speaking is not None:  # flush or end: the job's text closes, its audio plays out
                     job.append_text("", close=True)
@@ -187,6 +196,7 @@ class Synthesis:
             speaking = p.Speaking(utteranceId=utt.id, sampleRate=utt.format.sample_rate, encoding=utt.format.encoding)
             self.send(Outgoing(p.dump(speaking), utt))
         n = int(samples.shape[0])
+        utt.marks.frame(n, frame.text_read)
         transport = utt.format.transport
         if transport == "none":
             stats.samples += n

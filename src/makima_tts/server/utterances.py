@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..voices import Voice
 from .segmenter import split_text
+from .text_marks import TextMarks
 
 
 class Stage(enum.Enum):
@@ -88,10 +89,12 @@ class Utterance:
     late_flushes: int = 0  # flushes asked after the text was closed: answered before the terminal
     sent_samples: int = 0  # samples the writer has put on the socket
     stats: UtteranceStats = field(default_factory=UtteranceStats)
+    marks: TextMarks = field(default_factory=TextMarks)  # its text against its audio (heard text)
     task: asyncio.Task | None = None
 
     def add_text(self, text: str) -> None:
         self.chars += len(text)
+        self.marks.receive(text)
         for piece in [text] if self.incremental else split_text(text):
             if piece:
                 self.pieces.put_nowait(piece)
