@@ -74,6 +74,7 @@ def test_closing_a_stream_cancels_its_utterance_on_the_server(start_server):
     [cut] = interrupted
     assert cut.utterance_id == first.segment_id and cut.reason == "cancel"
     assert 0 <= cut.played_ms <= cut.audio_sent_ms
+    assert LONG.startswith(cut.heard_text) and len(cut.heard_text) < len(LONG)  # the server's heardText, passed on
     assert after == []  # no audio once the stream is closed
     assert nxt and nxt[-1].is_final
 

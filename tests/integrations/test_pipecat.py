@@ -114,7 +114,8 @@ class Harness:
         @tts.event_handler("on_tts_interrupted")
         async def _interrupted(service, context_id: str, interruption: Interruption):
             self.log.append(f"· on_tts_interrupted ctx={context_id} playedMs={interruption.played_ms:.0f} "
-                            f"audioSentMs={interruption.audio_sent_ms:.0f} reason={interruption.reason}")
+                            f"audioSentMs={interruption.audio_sent_ms:.0f} reason={interruption.reason} "
+                            f"heardText={interruption.heard_text!r}")
             self.interruptions.append(interruption)
             self.interrupted.set()
 
@@ -197,6 +198,7 @@ def test_interruption_cancels_with_played_ms_and_no_stale_audio_follows(start_se
     assert cut.utterance_id.startswith(interrupted) and cut.reason == "cancel"
     handed_ms = sum(len(f.audio) for f in h.audio(interrupted)) / 2 / RATE * 1000
     assert 0 <= cut.played_ms <= handed_ms <= cut.audio_sent_ms + 1e-6  # played ≤ pushed ≤ what the server sent
+    assert LONG.startswith(cut.heard_text) and len(cut.heard_text) < len(LONG)  # the server's heardText, passed on
     assert h.audio(after) and after != interrupted
 
 

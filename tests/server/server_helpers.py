@@ -89,6 +89,18 @@ def make_settings(model: Path, data_dir: Path, **overrides) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+def spoken_prefix(model_dir: Path, tokenizer, text: str, tokens: int) -> str:
+    """`text` as far as its first `tokens` text tokens (as the talker takes them in), decoded from the ids
+    by the checkpoint's tokenizer file: the expected heard text, independent of the server's offsets."""
+    from tokenizers import Tokenizer
+
+    decoder = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    ids = tokenizer.assistant_ids(text)
+    head = decoder.decode(ids[:3], skip_special_tokens=False)  # "<|im_start|>assistant" (+ "\n" if one id)
+    decoded = decoder.decode(ids[: 3 + tokens], skip_special_tokens=False)[len(head):]
+    return decoded[1:] if not head.endswith("\n") and decoded.startswith("\n") else decoded
+
+
 def run(coro):
     """Run a test coroutine with an overall hang guard."""
     return asyncio.run(asyncio.wait_for(coro, timeout=4 * TIMEOUT))

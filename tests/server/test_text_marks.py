@@ -9,8 +9,7 @@ itself, not taken from the offsets the server uses.
 from __future__ import annotations
 
 import pytest
-from server_helpers import Client, ServerThread, make_settings, run
-from tokenizers import Tokenizer
+from server_helpers import Client, ServerThread, make_settings, run, spoken_prefix
 
 from makima_tts.server.text_marks import TextMarks
 from makima_tts.text import TextTokenizer
@@ -22,15 +21,6 @@ WORDS = "Sure the weather in Paris is sunny and warm with a light breeze from th
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model) -> TextTokenizer:
     return TextTokenizer.from_dir(tiny_model)
-
-
-def spoken_prefix(model_dir, tokenizer: TextTokenizer, text: str, tokens: int) -> str:
-    """`text` as far as its first `tokens` text tokens, decoded from the ids."""
-    decoder = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    ids = tokenizer.assistant_ids(text)
-    head = decoder.decode(ids[:3], skip_special_tokens=False)  # "<|im_start|>assistant" (+ "\n" if one id)
-    decoded = decoder.decode(ids[: 3 + tokens], skip_special_tokens=False)[len(head):]
-    return decoded[1:] if not head.endswith("\n") and decoded.startswith("\n") else decoded
 
 
 def test_heard_text_and_marks_agree_for_every_playback_point(tokenizer):

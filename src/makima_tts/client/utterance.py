@@ -8,6 +8,7 @@ The session's reader task feeds it (`_audio`, `_finish`); the program reads it:
 
 Iteration ends after the last chunk; it raises `SpeakError` when the utterance ended in an `error`.
 Audio is buffered without bound until read, so a slow reader never stalls the session's control messages.
+`heard_text(played_ms)` is the text the listener heard (the server's rule: server/text_marks.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from collections.abc import AsyncIterator
 
 from ..server.protocol import Cancelled, Complete
 from .errors import SpeakError
+
+
+def heard_from_marks(marks: list[tuple[float, str]], played_ms: float) -> str:
+    """`complete.textMarks` at a playback position: the texts of the marks before `played_ms`, joined."""
+    return "".join(text for ms, text in marks if ms < played_ms)
 
 
 class TextInput(enum.Enum):
@@ -60,6 +66,16 @@ class Utterance:
                     raise self.error
                 return
             yield chunk
+
+    def heard_text(self, played_ms: float | None = None) -> str:
+        """The text heard once `played_ms` of its audio had played (None: all of it): the server's
+        `heardText` if it was cancelled (from the `playedMs` sent with the cancel), else from its
+        `textMarks`; "" before its terminal or after an error."""
+        if self.cancelled is not None:
+            return self.cancelled.heardText
+        if self.complete is not None:
+            return heard_from_marks(self.complete.textMarks, float("inf") if played_ms is None else played_ms)
+        return ""
 
     async def wait(self) -> Complete | Cancelled:
         """Wait for the terminal (audio not read stays buffered); raises the utterance's `SpeakError`."""

@@ -7,7 +7,8 @@ text is one streamed utterance: the first text opens it, `flush()` or `end_input
 check out a `SpeakClient` (one protocol v1 session) from a LiveKit `ConnectionPool`, so consecutive
 requests share one connection, and push the server's PCM through the `AudioEmitter` at the session's
 negotiated sample rate. Closing a stream before its audio ends cancels the utterance on the server with
-`playedMs` (see `playback.py`) and emits `"interrupted"` with the server's answer. Failures are `APIError`s:
+`playedMs` (see `playback.py`) and emits `"interrupted"` with the server's answer, including the text the
+listener heard. Failures are `APIError`s:
 `APIStatusError` with an HTTP-like status for the server's refusals, `APIConnectionError` for a lost or
 unreachable server, `retryable` as the client judges it (busy, loading, shutting down, unreachable).
 """
@@ -24,7 +25,7 @@ from livekit.agents import APIConnectionError, APIConnectOptions, APIError, APIS
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from ..client import Backoff, ClientState, ErrorCode, SpeakClient, SpeakError, Utterance
-from ..server.protocol import DEFAULT_SAMPLE_RATE, Cancelled
+from ..server.protocol import DEFAULT_SAMPLE_RATE
 from .playback import Interruption, PlaybackClock
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class MakimaTTS(tts.TTS[Literal["interrupted"]]):
     """Streaming TTS from a makima-tts server.
 
     Events (besides "metrics_collected" and "error"): "interrupted" (an `Interruption`) when closing a stream
-    cancelled its utterance: the `playedMs` sent and the server's `audioSentMs`.
+    cancelled its utterance: the `playedMs` sent, the server's `audioSentMs` and the `heard_text`.
     """
 
     def __init__(self, *, url: str, token: str | None = None, voice: str | None = None,
@@ -137,16 +138,14 @@ class MakimaTTS(tts.TTS[Literal["interrupted"]]):
             raise
 
     async def _cancel(self, client: SpeakClient, utt: Utterance, played_ms: float) -> None:
-        if utt.done:
-            return
-        try:
-            terminals = await asyncio.wait_for(client.cancel(utt.id, played_ms=played_ms), self._cancel_timeout_s)
-        except (SpeakError, asyncio.TimeoutError) as err:  # it ended meanwhile, or the session went away
-            log.debug("cancel of %s answered %r", utt.id, err)
-            return
-        for terminal in terminals:
-            if isinstance(terminal, Cancelled):
-                self.emit("interrupted", Interruption.from_cancelled(played_ms, terminal))
+        """Cancel it on the server unless the server had finished it; then report what was heard of it."""
+        if not utt.done:
+            try:
+                await asyncio.wait_for(client.cancel(utt.id, played_ms=played_ms), self._cancel_timeout_s)
+            except (SpeakError, asyncio.TimeoutError) as err:  # it ended meanwhile, or the session went away
+                log.debug("cancel of %s answered %r", utt.id, err)
+        if utt.done and (interruption := Interruption.of(utt, played_ms)) is not None:
+            self.emit("interrupted", interruption)
 
 
 class MakimaChunkedStream(tts.ChunkedStream):

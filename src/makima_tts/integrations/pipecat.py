@@ -10,7 +10,8 @@ streamed utterance: `run_tts` appends its text (and, when Pipecat aggregates sen
 sentence is spoken without waiting for more); `flush_audio` (the end of the turn) ends the text. A reader
 task per context turns the utterance's PCM into `TTSAudioRawFrame`s of that context, then closes it with
 `TTSStoppedFrame`. An interruption cancels the context's utterance with `playedMs` (see `playback.py`) and
-reports the server's `cancelled` through the `on_tts_interrupted` event. Failures are `ErrorFrame`s with a
+reports it through the `on_tts_interrupted` event with the text the listener heard (the server's
+`heardText`, or, if the server had already finished it, its `textMarks` at the played ms). Failures are `ErrorFrame`s with a
 Pipecat `ErrorCategory`; a lost session fails what it carried and the client reconnects on the next text.
 
 It derives from `TTSService`, not `WebsocketTTSService`: that base's reconnect loop drives a raw websocket
@@ -36,7 +37,6 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
 
 from ..client import Backoff, ClientState, ErrorCode, SpeakClient, SpeakError, Utterance
-from ..server.protocol import Cancelled
 from .playback import Interruption, PlaybackClock
 
 # The checkpoint's language names for Pipecat's language codes (the base code: "en-US" → "english").
@@ -100,8 +100,9 @@ class MakimaTTSService(TTSService):
     """Streaming TTS from a makima-tts server over one protocol v1 session.
 
     Event handlers (besides TTSService's):
-        on_tts_interrupted(service, context_id, interruption: Interruption): an interruption cancelled an
-            utterance; `interruption` has the `playedMs` sent and the server's `audioSentMs`.
+        on_tts_interrupted(service, context_id, interruption: Interruption): an interruption cut an
+            utterance short; `interruption` has the `playedMs` sent, the server's `audioSentMs` and
+            `heard_text`, what a voice agent keeps of its reply.
     """
 
     def __init__(self, *, url: str, token: str | None = None, voice: str | None = None,
@@ -290,21 +291,21 @@ class MakimaTTSService(TTSService):
             if self._open is ctx:
                 self._open = None  # its utterance is cancelled, not ended
             ctx.queue.put_nowait(None)
-            for utt in [u for u in ctx.utterances if not u.done]:
-                await self._cancel_utterance(client, context_id, utt, ctx.played_ms(utt))
+            unplayed = ctx.utterances[ctx.utterances.index(ctx.reading):] if ctx.reading else ctx.utterances
+            for utt in unplayed:  # the one playing and those after it
+                await self._interrupt_utterance(client, context_id, utt, ctx.played_ms(utt))
         await super().on_audio_context_interrupted(context_id)
 
-    async def _cancel_utterance(self, client: SpeakClient, context_id: str, utt: Utterance, played_ms: float) -> None:
-        try:
-            terminals = await asyncio.wait_for(client.cancel(utt.id, played_ms=played_ms),
-                                               self._cancel_timeout_s)
-        except (SpeakError, asyncio.TimeoutError) as err:  # it ended meanwhile, or the session went away
-            logger.debug(f"{self}: cancel of {utt.id} answered {err!r}")
-            return
-        for terminal in terminals:
-            if isinstance(terminal, Cancelled):
-                await self._call_event_handler("on_tts_interrupted", context_id,
-                                               Interruption.from_cancelled(played_ms, terminal))
+    async def _interrupt_utterance(self, client: SpeakClient, context_id: str, utt: Utterance,
+                                   played_ms: float) -> None:
+        """Cancel it on the server unless the server had finished it; then report what was heard of it."""
+        if not utt.done:
+            try:
+                await asyncio.wait_for(client.cancel(utt.id, played_ms=played_ms), self._cancel_timeout_s)
+            except (SpeakError, asyncio.TimeoutError) as err:  # it ended meanwhile, or the session went away
+                logger.debug(f"{self}: cancel of {utt.id} answered {err!r}")
+        if utt.done and (interruption := Interruption.of(utt, played_ms)) is not None:
+            await self._call_event_handler("on_tts_interrupted", context_id, interruption)
 
     async def _report(self, err: SpeakError) -> None:
         if err.code in (ErrorCode.CONNECTION_FAILED, ErrorCode.HANDSHAKE_REFUSED):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..server.protocol import Cancelled
+from ..client.utterance import Utterance
 
 
 class PlaybackClock:
@@ -34,13 +34,20 @@ class PlaybackClock:
 
 @dataclass(frozen=True)
 class Interruption:
-    """One utterance cut short: what the plugin told the server and what the server answered."""
+    """One utterance cut short: what the plugin told the server, what the server answered, and the text
+    the listener heard (what a voice agent keeps of its reply in the LLM context)."""
 
     utterance_id: str
     played_ms: float  # sent as `cancel.playedMs`: the `PlaybackClock` estimate
-    audio_sent_ms: float  # `cancelled.audioSentMs`: the audio the server had sent when it stopped
-    reason: str  # `cancelled.reason`
+    audio_sent_ms: float  # the audio the server had sent: `cancelled.audioSentMs` (or all of it, "complete")
+    reason: str  # `cancelled.reason`, or "complete": the server had finished it, only its playback was cut
+    heard_text: str  # `cancelled.heardText`, or the text of its `complete.textMarks` before `played_ms`
 
     @classmethod
-    def from_cancelled(cls, played_ms: float, cancelled: Cancelled) -> Interruption:
-        return cls(cancelled.utteranceId, played_ms, cancelled.audioSentMs, cancelled.reason)
+    def of(cls, utt: Utterance, played_ms: float) -> Interruption | None:
+        """The interruption of `utt` once its terminal is in (None if it ended in an error)."""
+        if (cancelled := utt.cancelled) is not None:
+            return cls(utt.id, played_ms, cancelled.audioSentMs, cancelled.reason, cancelled.heardText)
+        if (complete := utt.complete) is not None:
+            return cls(utt.id, played_ms, complete.audioLengthMs, "complete", utt.heard_text(played_ms))
+        return None
