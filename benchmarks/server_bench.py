@@ -48,6 +48,12 @@ every utterance at that many frames. Open loops report TTFA p50/p95/p99, inter-f
 playout underruns, audio s per wall s (audio received over the span from the first arrival to the last
 terminal) and frames lost.
 
+Every run also reports where the server's time to first audio went, as the means over its utterances of
+the engine's phases (`tts_engine_first_audio_phase_seconds` on /metrics, read before and after the run):
+queued (waiting for the frame step in flight or a free slot), prefill (prompt and prefill passes) and
+first frame (one frame step and the codec's decode); and the machine's CPU shares over the run from
+/proc/stat (`steal`: time the hypervisor gave to others, which slows a whole sitting down).
+
 `--admission P1,P2` runs everything once per engine admission policy (TTS_ADMISSION, a fresh server each:
 `one_per_step` runs with TTS_REUSE_PREFIXES=false, the engine before issue 10; `batched` with prefix
 reuse), so before/after comes from one invocation.
@@ -102,6 +108,46 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def loadavg() -> list[str]:
     return open("/proc/loadavg").read().split()[:3]
+
+
+def cpu_jiffies() -> dict[str, int]:
+    """Whole-machine CPU time from /proc/stat (user, system, idle, iowait, steal), in clock ticks."""
+    fields = open("/proc/stat").readline().split()[1:9]
+    user, nice, system, idle, iowait, _irq, _softirq, steal = (int(v) for v in fields)
+    return {"user": user + nice, "system": system, "idle": idle, "iowait": iowait, "steal": steal}
+
+
+def cpu_shares(start: dict[str, int], end: dict[str, int]) -> dict[str, float]:
+    """Each kind's share of the CPU time between two `cpu_jiffies()` readings (steal: taken by the host)."""
+    delta = {k: end[k] - start[k] for k in start}
+    total = sum(delta.values()) or 1
+    return {k: round(v / total, 4) for k, v in delta.items()}
+
+
+def engine_phases(http_base: str) -> dict[str, tuple[float, float]]:
+    """The server's first-audio phases so far: phase -> (count, sum s) of tts_engine_first_audio_phase_seconds."""
+    try:
+        with urllib.request.urlopen(f"{http_base}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except (OSError, ValueError):
+        return {}
+    figures: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for suffix, index in (("_count", 0), ("_sum", 1)):
+            head = f"tts_engine_first_audio_phase_seconds{suffix}{{phase=\""
+            if line.startswith(head):
+                phase, value = line[len(head):].split("\"} ")
+                figures.setdefault(phase, [0.0, 0.0])[index] = float(value)
+    return {phase: (count, total) for phase, (count, total) in figures.items()}
+
+
+def phase_means_ms(before: dict, after: dict) -> dict[str, float | None]:
+    """Mean ms per utterance of each first-audio phase between two `engine_phases` readings."""
+    means = {}
+    for phase, (count, total) in after.items():
+        count0, total0 = before.get(phase, (0.0, 0.0))
+        means[phase] = 1000 * (total - total0) / (count - count0) if count > count0 else None
+    return means
 
 
 def machine() -> dict:
@@ -471,15 +517,24 @@ def summarize(clients: int, results: list[Utterance]) -> dict:
     }
 
 
+async def measured(url: str, run) -> dict:
+    """Await one run's coroutine; add the server's mean first-audio phases and the machine's CPU shares."""
+    http_base, cpu = check_loopback(url), cpu_jiffies()
+    before = await asyncio.to_thread(engine_phases, http_base)
+    result = await run
+    after = await asyncio.to_thread(engine_phases, http_base)
+    return {**result, "engine_first_audio_ms": phase_means_ms(before, after), "cpu": cpu_shares(cpu, cpu_jiffies())}
+
+
 async def bench(url: str, args: argparse.Namespace, capacity: float | None) -> dict:
     out: dict = {"warmup": await warm_up(url, args.text, args.timeout, args.compression)}
     if args.repeat:
         print(f"single session, {args.repeat} utterances ...", file=sys.stderr)
-        out["repeat"] = await run_repeat(url, args.repeat, args.text, args.timeout, args.compression)
+        out["repeat"] = await measured(url, run_repeat(url, args.repeat, args.text, args.timeout, args.compression))
     out["runs"] = []
     for n in [int(c) for c in args.clients.split(",") if c.strip()]:
         print(f"{n} concurrent client(s) ...", file=sys.stderr)
-        out["runs"].append(await run_concurrent(url, n, args.text, args.timeout, args.compression))
+        out["runs"].append(await measured(url, run_concurrent(url, n, args.text, args.timeout, args.compression)))
     out["open_loop"] = []
     if args.open_loop:
         rng = np.random.default_rng(args.seed)
@@ -491,7 +546,7 @@ async def bench(url: str, args: argparse.Namespace, capacity: float | None) -> d
         out["capacity_utt_per_s"] = capacity
         for fraction in [float(f) for f in args.open_loop.split(",") if f.strip()]:
             print(f"open loop at {fraction:.0%} of {capacity:.3f} utterances/s ...", file=sys.stderr)
-            run = await run_open_loop(url, fraction * capacity, args, rng)
+            run = await measured(url, run_open_loop(url, fraction * capacity, args, rng))
             out["open_loop"].append({"fraction": fraction, **run})
     return out
 
@@ -503,10 +558,16 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def phases(run: dict) -> str:
+    means = run.get("engine_first_audio_ms") or {}
+    return " / ".join(fmt(means.get(phase)) for phase in ("queued", "prefill", "first_frame"))
+
+
 def table(sittings: list[dict]) -> str:
     rows = ["| admission | run | clients | TTFA p50 ms | TTFA p95 ms | TTFA p99 ms | server ttfaMs p50 | gap p50 ms "
             "| gap p95 ms | gap max ms | clients w/ underrun | underruns | stall ms | audio s / wall s "
-            "| frames recv/complete | lost | stray audio | truncated | failed |", "|" + "---|" * 19]
+            "| frames recv/complete | lost | stray audio | truncated | failed "
+            "| engine queued / prefill / first frame ms | CPU steal |", "|" + "---|" * 21]
     for sitting in sittings:
         results = sitting["results"]
         runs = [(f"1 session x {results['repeat']['utterances']}", results["repeat"])] if "repeat" in results else []
@@ -519,7 +580,8 @@ def table(sittings: list[dict]) -> str:
                 f"{fmt(r['gap_ms']['p50'])} | {fmt(r['gap_ms']['p95'])} | {fmt(r['gap_ms']['max'])} | "
                 f"{r['clients_with_underruns']}/{r['utterances']} | {r['underruns']} | {r['stall_ms']:.0f} | "
                 f"{r['audio_s_per_wall_s']:.2f} | {r['frames_received']}/{r['frames_complete']} | {r['frames_lost']} | "
-                f"{r['stray_audio']} | {r['truncated']} | {len(r['failed'])} |")
+                f"{r['stray_audio']} | {r['truncated']} | {len(r['failed'])} | {phases(r)} | "
+                f"{fmt(100 * r['cpu']['steal'], 1) + '%' if 'cpu' in r else '-'} |")
     return "\n".join(rows)
 
 
@@ -596,6 +658,7 @@ def main() -> int:
     args = parse_args()
     info = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "text": args.text,
             "compression": args.compression, "sittings": []}
+    cpu_start = cpu_jiffies()
     if args.url:
         http_base = check_loopback(args.url)
         server = {"url": args.url, "ready": wait_ready(http_base, None, args.load_timeout)}
@@ -608,6 +671,7 @@ def main() -> int:
             capacity = capacity or sitting["results"].get("capacity_utt_per_s")
             info["sittings"].append(sitting)
     info["machine"]["loadavg_end"] = loadavg()
+    info["machine"]["cpu_shares"] = cpu_shares(cpu_start, cpu_jiffies())
     report(info, args.json_out)
     return 0
 

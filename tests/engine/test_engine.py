@@ -218,3 +218,20 @@ def test_voice_prompt_round_trip(tmp_path, icl_voice):
     loaded = VoicePrompt.load(tmp_path / "v.safetensors")
     assert loaded.mode == "icl" and loaded.ref_text == icl_voice.ref_text
     assert torch.equal(loaded.ref_codes, icl_voice.ref_codes) and torch.equal(loaded.x_vector, icl_voice.x_vector)
+
+
+def test_first_audio_phases_add_up_to_the_engine_side_time_to_first_audio(tiny_tts, voice):
+    seen = []
+    eng = Engine(tiny_tts, max_streams=1, on_first_audio=seen.append)
+    try:
+        jobs = [eng.submit(SpeechRequest(TEXT, voice=voice, max_frames=4, stop_on_eos=False), lambda _: None)
+                for _ in range(2)]  # one slot: the second is queued behind the first
+        for job in jobs:
+            assert job.done.wait(120)
+    finally:
+        eng.close()
+    assert len(seen) == 2
+    for job, phases in zip(jobs, seen, strict=True):
+        assert min(phases) >= 0
+        assert sum(phases) == pytest.approx(job.first_audio_at - job.submitted_at, abs=1e-9)
+    assert seen[1].queued >= jobs[0].first_audio_at - jobs[1].submitted_at  # it waited for the first one's slot

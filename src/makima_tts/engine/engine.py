@@ -39,14 +39,14 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .admission import AdmissionPolicy, Admissions, default_chunk
 from .budget import frame_budget
 from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
-from .job import Job, Sink, first_audio_waits
+from .job import FirstAudio, Job, Sink, first_audio_waits
 from .prefix_cache import PrefixCache
 from .prompt import PromptError, build_prompt
 from .slots import SlotPool, SlotSettings
@@ -70,11 +70,13 @@ class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
                  threads: int | None = None, static_frames: bool | None = None,
                  admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None,
-                 reuse_prefixes: bool = True):
+                 reuse_prefixes: bool = True, on_first_audio: Callable[[FirstAudio], None] | None = None):
         """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs).
         `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device). `reuse_prefixes`:
-        keep each voice's shared prompt rows' keys/values (prefix_cache.py)."""
+        keep each voice's shared prompt rows' keys/values (prefix_cache.py). `on_first_audio`: called
+        (on the codec thread) with each job's `FirstAudio` phases as its first frame goes out."""
         self.tts = tts
+        self.on_first_audio = on_first_audio
         self.max_frames_cap = max_frames_cap
         self.threads = threads or default_threads(tts.device)
         self.timer = PhaseTimer(tts.device)
@@ -247,6 +249,7 @@ class Engine:
     def _reserve(self, job: Job, slot: int) -> None:
         """The job's prompt, budget and settings; it waits in `slot` for its prefill (or fails at once)."""
         req, tts = job.request, self.tts
+        job.taken_at = time.perf_counter()
         try:
             text = job.text.prompt_text() if job.text is not None else None
             prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor, text)
@@ -289,6 +292,7 @@ class Engine:
                 continue
             self._admissions.remove(part)
             self._jobs[part.slot] = job
+            job.prefilled_at = time.perf_counter()
             self._codec.put(StartUtterance(part.slot, part.prompt.ref_codes, self._handoff()))
             if tokens[part.slot] == eos and job.request.stop_on_eos:
                 self._finish(part.slot, Finished(0))

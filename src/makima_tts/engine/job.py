@@ -1,5 +1,6 @@
-"""One utterance in the engine (`Job`): its request, its sink, its cancel flag and streamed text, and what
-its client has been sent so far (`lead`, which the engine's first-audio-first rule reads).
+"""One utterance in the engine (`Job`): its request, its sink, its cancel flag and streamed text, what its
+client has been sent so far (`lead`, which the engine's first-audio-first rule reads), and where its time
+to first audio went (`FirstAudio`, handed to the engine's `on_first_audio` observer with its first frame).
 
 Created by `Engine.submit`; `emit` runs on the codec thread, `append_text` and `cancel` on any thread.
 """
@@ -11,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .codec_stage import FrameRow
 from .text_intake import OpenText, TextPiece
@@ -24,6 +25,14 @@ log = logging.getLogger(__name__)
 Sink = Callable[[EngineEvent], None]
 
 
+class FirstAudio(NamedTuple):
+    """A job's time to first audio inside the engine, in seconds, by phase."""
+
+    queued: float  # submitted -> taken for admission (the step in flight, or a slot, was waited for)
+    prefill: float  # taken -> prefilled (its prompt built and its packed prefill passes)
+    first_frame: float  # prefilled -> its first frame handed over (one frame step and the codec's decode)
+
+
 class Job:
     _ids = itertools.count(1)
 
@@ -33,6 +42,9 @@ class Job:
         self.cancelled = False
         self.done = threading.Event()
         self.text = OpenText(engine.tts, request) if request.text_open else None  # generation thread only
+        self.submitted_at = time.perf_counter()
+        self.taken_at: float | None = None  # perf_counter when admission took it (generation thread)
+        self.prefilled_at: float | None = None  # perf_counter when its prefill completed (generation thread)
         self.first_audio_at: float | None = None  # perf_counter of its first AudioFrame (codec thread)
         self.audio_sent_s = 0.0  # seconds of audio handed to the sink so far
 
@@ -60,11 +72,24 @@ class Job:
         elif isinstance(event, AudioFrame):
             if self.first_audio_at is None:
                 self.first_audio_at = time.perf_counter()
+                self._observe_first_audio()
             self.audio_sent_s += event.audio.shape[-1] / AUDIO_RATE
         try:
             self._sink(event)
         except Exception:  # a broken sink must never take the engine down
             log.exception("engine sink of job %s raised", self.id)
+
+
+    def _observe_first_audio(self) -> None:
+        observer = self._engine.on_first_audio
+        if observer is None or self.taken_at is None or self.prefilled_at is None:
+            return
+        phases = FirstAudio(self.taken_at - self.submitted_at, self.prefilled_at - self.taken_at,
+                            self.first_audio_at - self.prefilled_at)
+        try:
+            observer(phases)
+        except Exception:  # an observer must never take the codec thread down
+            log.exception("first-audio observer raised")
 
 
 def first_audio_waits(rows: tuple[FrameRow, ...], now: float, step_s: float) -> bool:

@@ -75,10 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if voice.provisioned:
             voices.prompt_for(voice, tts)
 
-    models = ModelManager(settings, after_load=prepare_default_voice)
+    metrics = Metrics()
+    models = ModelManager(settings, after_load=prepare_default_voice, on_first_audio=metrics.observe_first_audio)
     resolver = VoiceResolver(voices, default_voice=settings.default_voice, default_instruct=settings.default_instruct,
                              default_language=settings.default_language)
-    services = Services(settings=settings, models=models, voices=voices, resolver=resolver, metrics=Metrics(),
+    services = Services(settings=settings, models=models, voices=voices, resolver=resolver, metrics=metrics,
                         limits=ClientLimits(settings))
 
     @asynccontextmanager

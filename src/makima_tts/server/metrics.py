@@ -14,6 +14,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
+    from ..engine.job import FirstAudio
     from .capacity import Capacity
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -38,6 +39,14 @@ class Metrics:
             "tts_real_time_factor",
             "Engine time divided by audio duration, per utterance (below 1 is faster than real time)",
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            registry=r,
+        )
+        self.first_audio_phases = Histogram(
+            "tts_engine_first_audio_phase_seconds",
+            "Where the engine's time to first audio goes, per utterance: queued (waiting for the step in flight "
+            "or a free slot), prefill (prompt and prefill passes), first_frame (one frame step and its decode)",
+            ["phase"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0),
             registry=r,
         )
         self.audio_seconds = Counter("tts_audio_seconds", "Audio generated, in seconds", registry=r)
@@ -66,6 +75,11 @@ class Metrics:
             self.audio_seconds.inc(audio_s)
             if outcome == "complete":
                 self.rtf.observe(engine_s / audio_s)
+
+    def observe_first_audio(self, phases: FirstAudio) -> None:
+        """An engine job's first frame went out (called on the engine's codec thread)."""
+        for phase, seconds in phases._asdict().items():
+            self.first_audio_phases.labels(phase=phase).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

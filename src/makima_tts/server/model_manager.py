@@ -20,6 +20,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
+    from ..engine.job import FirstAudio
     from ..model.tts import TTSModel
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,11 @@ class ModelUnavailable(RuntimeError):
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, after_load: Callable[[TTSModel], None] | None = None):
+    def __init__(self, settings: Settings, after_load: Callable[[TTSModel], None] | None = None,
+                 on_first_audio: Callable[[FirstAudio], None] | None = None):
         self.settings = settings
         self.after_load = after_load  # blocking follow-up on the loaded model (e.g. the default voice's prompt)
+        self.on_first_audio = on_first_audio  # the engine's first-audio phases (metrics)
         self.state: ModelState = "not_loaded"
         self.progress = 0.0
         self.message = "model not loaded yet (it loads on the first request)"
@@ -121,7 +124,8 @@ class ModelManager:
         s = self.settings
         tts = TTSModel.load(s.model_id, device=s.device, dtype=s.resolved_dtype, progress=on_progress)
         engine = Engine(tts, max_streams=s.max_streams, admission=AdmissionPolicy(s.admission),
-                        prefill_chunk=s.prefill_chunk or None, reuse_prefixes=s.reuse_prefixes)
+                        prefill_chunk=s.prefill_chunk or None, reuse_prefixes=s.reuse_prefixes,
+                        on_first_audio=self.on_first_audio)
         if s.warmup:
             self.message, self.progress = "warming up", 1.0 - WARMUP_SHARE
             try:
