@@ -79,7 +79,6 @@ class Job:
         except Exception:  # a broken sink must never take the engine down
             log.exception("engine sink of job %s raised", self.id)
 
-
     def _observe_first_audio(self) -> None:
         observer = self._engine.on_first_audio
         if observer is None or self.taken_at is None or self.prefilled_at is None:

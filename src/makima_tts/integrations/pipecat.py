@@ -11,8 +11,9 @@ sentence is spoken without waiting for more); `flush_audio` (the end of the turn
 task per context turns the utterance's PCM into `TTSAudioRawFrame`s of that context, then closes it with
 `TTSStoppedFrame`. An interruption cancels the context's utterance with `playedMs` (see `playback.py`) and
 reports it through the `on_tts_interrupted` event with the text the listener heard (the server's
-`heardText`, or, if the server had already finished it, its `textMarks` at the played ms). Failures are `ErrorFrame`s with a
-Pipecat `ErrorCategory`; a lost session fails what it carried and the client reconnects on the next text.
+`heardText`, or, if the server had already finished it, its `textMarks` at the played ms). Failures are
+`ErrorFrame`s with a Pipecat `ErrorCategory`; a lost session fails what it carried and the client
+reconnects on the next text.
 
 It derives from `TTSService`, not `WebsocketTTSService`: that base's reconnect loop drives a raw websocket
 of its own (`self._websocket`, ping verification), while here the protocol session, its reader and its
