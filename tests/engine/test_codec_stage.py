@@ -22,6 +22,8 @@ from makima_tts.engine.types import AudioFrame, Finished, SpeechRequest
 
 
 class NoEngine:
+    on_first_audio = None
+
     def _wake(self):
         pass
 
