@@ -9,7 +9,7 @@ itself, not taken from the offsets the server uses.
 from __future__ import annotations
 
 import pytest
-from server_helpers import Client, ServerThread, make_settings, run, spoken_prefix
+from server_helpers import Client, run, spoken_prefix
 
 from makima_tts.server.text_marks import TextMarks
 from makima_tts.text import TextTokenizer
@@ -56,12 +56,11 @@ def test_a_whole_text_job_is_heard_whole_from_its_first_frame(tokenizer):
     assert marks.heard(1) == "One sentence. Another." and marks.marks(24000) == [(0.0, "One sentence. Another.")]
 
 
-@pytest.fixture(scope="module")
-def long_server(tiny_model, tmp_path_factory):
-    srv = ServerThread(make_settings(tiny_model, tmp_path_factory.mktemp("data"), max_frames=200)).start()
+@pytest.fixture
+def long_server(start_server):
+    srv = start_server(max_frames=200)
     srv.wait_loaded()
-    yield srv
-    srv.stop()
+    return srv
 
 
 def test_text_fed_per_frame_is_cut_at_played_ms(long_server, tiny_model, tokenizer):
