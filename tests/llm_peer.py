@@ -35,6 +35,7 @@ class LlmPeer:
         self.held = threading.Event()  # the reply reached hold_after and waits
         self.aborted = threading.Event()  # a client left before the end of its reply
         self._release = threading.Event()
+        self._asked = threading.Condition()  # notified with each recorded request
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST", "OPTIONS"])])
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -63,6 +64,11 @@ class LlmPeer:
     def release(self) -> None:
         self._release.set()
 
+    def wait_requests(self, n: int, timeout: float = WAIT_S) -> bool:
+        """Whether `n` requests have been recorded within `timeout` seconds."""
+        with self._asked:
+            return self._asked.wait_for(lambda: len(self.requests) >= n, timeout)
+
     async def _chat(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=CORS)
@@ -70,7 +76,9 @@ class LlmPeer:
         if self.key and request.headers.get("authorization") != f"Bearer {self.key}":
             return JSONResponse({"error": {"message": "bad key", "type": "invalid_request_error"}}, 401, headers=CORS)
         body = await request.json()
-        self.requests.append(body)
+        with self._asked:
+            self.requests.append(body)
+            self._asked.notify_all()
         return StreamingResponse(self._events(body.get("model", "")), media_type="text/event-stream", headers=CORS)
 
     async def _events(self, model: str):

@@ -1,7 +1,8 @@
 """The listen page with a real LLM and the browser's speech recognition, in Chromium against the real
 server: the reply streams from an OpenAI-compatible endpoint (a stand-in started here, as a user's Ollama
 or vLLM would run) into speech that starts before the reply is complete; barge-in from the fake
-microphone cuts both the speech and the LLM request; the browser's recognizer (a stand-in injected into
+microphone cuts both the speech and the LLM request, and the LLM's next request holds the interrupted
+reply cut to the text the user heard; the browser's recognizer (a stand-in injected into
 the page, since Chromium's own would call Google's servers) drives turns; without one it is not offered."""
 
 from __future__ import annotations
@@ -49,18 +50,21 @@ def configure(tab, **fields) -> None:
 
 
 def test_a_real_llm_streams_into_speech_and_barge_in_cuts_both(tab):
+    """... and the interrupted reply goes back to the LLM cut to the text the user heard."""
     with LlmPeer(TOKENS, hold_after=HOLD_AFTER, key="sk-local") as llm:
         tab.open("/listen")
         tab.wait_ready()
         configure(tab, route="direct", url=llm.base, model="test-model", key="sk-local")
+        tab.page.evaluate("makima.client.addEventListener('interrupted', (e) => (window.interrupted = e.detail))")
         tab.page.fill("#typed-text", "What can you do?")
         tab.page.click("#typed button")
         assert llm.held.wait(WAIT_S), "the page did not ask the LLM"
         # the reply is still being written (the stand-in holds its rest) and its start is already playing
         tab.wait_for("makima.client.playing !== null && makima.client.playedSamples() > 0")
+        tab.page.click("#mic")  # the fake microphone "talks" after 0.3 s, long before the reply's ~3 s end
         assert not llm.aborted.is_set()
-        heard_so_far = "".join(TOKENS[:HOLD_AFTER]).strip()
-        assert tab.page.inner_text("#transcript li.assistant").strip() == heard_so_far
+        said = "".join(TOKENS[:HOLD_AFTER])
+        assert tab.page.inner_text("#transcript li.assistant").strip() == said.strip()
 
         ask = llm.requests[0]
         assert ask["model"] == "test-model" and ask["stream"] is True
@@ -70,17 +74,21 @@ def test_a_real_llm_streams_into_speech_and_barge_in_cuts_both(tab):
         assert tab.page.evaluate("localStorage.getItem('makima-tts.assistant')").count("sk-local") == 1
 
         # barge-in from the fake microphone: speech stops, and the LLM request is aborted
-        tab.page.click("#mic")
         tab.wait_for("makima.bargeIns.length > 0")
         assert llm.aborted.wait(WAIT_S), "the LLM request went on after the barge-in"
         assert tab.page.locator("#transcript li.assistant.interrupted").count() == 1
         # the user's (simulated) turn goes to the LLM with the interrupted reply in the history
         tab.wait_for("makima.turns >= 2")
-        assert llm.held.wait(WAIT_S) and len(llm.requests) == 2
+        assert llm.wait_requests(2), "the next turn did not reach the LLM"
         history = llm.requests[1]["messages"]
         assert [m["role"] for m in history] == ["system", "user", "assistant", "user"]
-        assert history[-2]["role"] == "assistant" and history[-2]["content"].startswith(heard_so_far)
-        assert "interrupted by the user" in history[-2]["content"]
+        # the assistant turn holds only what was heard: a part of what was said, as the speech client reported
+        heard = tab.page.evaluate("makima.bargeIns[0].heardText")
+        assert history[-2]["content"] == heard == tab.page.evaluate("window.interrupted.heardText")
+        assert heard and said.startswith(heard) and len(heard) < len(said), (heard, said)
+        # the transcript keeps the whole reply, the unheard rest struck through
+        unheard = tab.page.locator("#transcript li.assistant.interrupted .unheard").first.text_content()
+        assert unheard == said[len(heard):]
         assert tab.console_errors == []
     # ... and never to the speech server
     assert all("sk-local" not in url for url in tab.requests)

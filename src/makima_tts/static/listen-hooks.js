@@ -50,8 +50,8 @@ let replyIndex = 0;
  * HOOK — the LLM. Replace with a real model: yield its text as it streams (tokens or words).
  * @param {string} userText what the user said
  * @param {{history: Array<{role: 'user'|'assistant', content: string}>, signal: AbortSignal}} ctx
- *   history: the conversation so far, ending with this user turn; an interrupted reply ends with a note of
- *   how much of it was heard
+ *   history: the conversation so far, ending with this user turn; an interrupted reply holds only the text
+ *   the user heard (and is left out when nothing of it was heard)
  * @returns {AsyncIterable<string>} pieces of the reply
  */
 export async function* generateReply(userText, { signal }) {

@@ -5,8 +5,9 @@
  * OpenAI-compatible endpoint: llm-chat.js), and the reply streams into the speech client piece by piece
  * (`append` … `end`): one utterance that starts speaking at the reply's first words where the server streams
  * text (`client.streamsText`). When the user starts talking while
- * the assistant is answering, the page interrupts it (barge-in): playback stops at once and the server is
- * told how much was heard (`playedMs`). The status line says the phase (connecting, model loading, idle,
+ * the assistant is answering, the page interrupts it (barge-in): playback stops at once, the server is
+ * told how much was heard (`playedMs`), and the reply in the conversation sent to the LLM is cut to the text
+ * the user heard (`heardText`; left out when nothing was heard). The status line says the phase (connecting, model loading, idle,
  * listening, hearing, thinking, speaking), the line under the meter the microphone and the last barge-in.
  * `window.makima` exposes the state (the browser tests read it).
  */
@@ -48,7 +49,8 @@ let assistant = null; // the Assistant settings (listen-settings.js)
 const history = [];
 let mic = null;
 let micLevelDb = -100;
-let turn = null; // {abort: AbortController, item: <li>} of the reply being produced or spoken
+let turn = null; // {abort: AbortController, item: <li>, said: its history entry, utterance} of the reply
+let bargedIn = Promise.resolve(); // settles once the last barge-in has cut the history to what was heard
 let lastBargeIn = ""; // "Interrupted after 1.2 s of audio." once the user talked over the assistant
 const model = new ModelWatch(() => {
   const line = model.line();
@@ -116,19 +118,30 @@ async function ensureConnected() {
 }
 
 /** The user talked over the assistant: silence it now and drop the rest of the reply. */
-async function bargeIn() {
+function bargeIn() {
   const current = turn;
   turn = null;
   current?.abort.abort();
-  const playedMs = await client.interrupt();
-  if (current) {
-    current.item.classList.add("interrupted");
-    const last = history[history.length - 1];
-    if (last?.role === "assistant") {
-      last.content += ` [interrupted by the user after ${(playedMs / 1000).toFixed(1)} s of audio]`;
-    }
-  }
-  page.bargeIns.push({ playedMs, at: performance.now() });
+  bargedIn = (async () => {
+    const { playedMs } = await client.interrupt();
+    const heardText = current?.utterance ? (await current.utterance.done).heardText : "";
+    if (current?.said) keepHeard(current, heardText);
+    page.bargeIns.push({ playedMs, heardText, at: performance.now() });
+  })().catch((err) => setPhase("error", describeError(err), "error"));
+}
+
+/** The interrupted reply: the LLM's history keeps only what was heard (no turn when nothing was, rather
+ * than an empty one); the transcript shows the unheard rest struck through. */
+function keepHeard({ item, said }, heardText) {
+  const full = said.content;
+  if (heardText) said.content = heardText;
+  else if (history.includes(said)) history.splice(history.indexOf(said), 1);
+  item.classList.add("interrupted");
+  if (!full.startsWith(heardText)) return;
+  const unheard = document.createElement("span");
+  unheard.className = "unheard";
+  unheard.textContent = full.slice(heardText.length);
+  item.replaceChildren(heardText, unheard);
 }
 
 /**
@@ -138,11 +151,12 @@ async function bargeIn() {
 async function respond(getText) {
   if (!(await ensureConnected())) return;
   const abort = new AbortController();
-  const mine = { abort, item: null };
+  const mine = { abort, item: null, said: null, utterance: null };
   turn = mine;
   const live = () => turn === mine && !abort.signal.aborted;
   setPhase("thinking", "Thinking…", "busy");
   const userText = await getText(abort.signal);
+  await bargedIn; // the history sent to the LLM holds only what was heard of an interrupted reply
   if (!live() || !userText) {
     if (turn === mine) turn = null;
     return;
@@ -152,24 +166,24 @@ async function respond(getText) {
   history.push({ role: "user", content: userText });
   mine.item = addLine("assistant", "");
   const said = { role: "assistant", content: "" };
+  mine.said = said;
   history.push(said);
-  let utterance = null;
   let failed = false;
   try {
     for await (const piece of replyHook()(userText, { history: history.slice(0, -1), signal: abort.signal })) {
       if (!live()) break;
       said.content += piece;
       mine.item.textContent = said.content;
-      utterance = client.append(piece);
+      mine.utterance = client.append(piece);
       if (page.phase !== "speaking") setPhase("speaking", "Speaking… (talk to interrupt)", "busy");
     }
   } catch (err) {
     failed = true; // e.g. the LLM cannot be reached or broke off: what it said so far is still spoken
     setPhase("error", describeError(err), "error");
   }
-  if (utterance && live()) {
+  if (mine.utterance && live()) {
     client.end();
-    await utterance.done;
+    await mine.utterance.done;
   }
   if (turn === mine) {
     turn = null;

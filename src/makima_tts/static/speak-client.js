@@ -2,12 +2,14 @@
  * makima-tts browser client: the `/api/v1/speak` protocol (tts.v1, protocol.md) and the utterance records:
  * connect (ready → start → started), whole and streamed text, cancel/interrupt (a cancel-all holds what is
  * sent meanwhile until it is out), one terminal per utterance, and `done` once its audio stopped playing.
- * The wire format lives in wire.js, the playback in player.js. Usage, options, methods and events: README.md
- * "The client library". An utterance handle is {id, done}; `done` settles (never rejects) with {type:
- * complete|cancelled|error, playedMs, stopped (cancel()/interrupt() cut its playback), message}.
+ * The wire format lives in wire.js, the playback in player.js, the utterance records in utterance.js. Usage,
+ * options, methods and events: README.md "The client library". An utterance handle is {id, done}; `done`
+ * settles (never rejects) with {type: complete|cancelled|error, playedMs, stopped (cancel()/interrupt() cut
+ * its playback), heardText (the text its played audio had read: utterance.js), message}.
  */
 
 import { Player } from "./player.js";
+import { Utterance } from "./utterance.js";
 import { base64ToBuffer, CloseCode, closeError, decodePcm, SpeakError, subprotocols, wsUrl } from "./wire.js";
 
 export { CloseCode, SpeakError } from "./wire.js";
@@ -15,9 +17,6 @@ export { CloseCode, SpeakError } from "./wire.js";
 /** Sample rate asked of the server unless an AudioContext with another rate is given. */
 export const DEFAULT_SAMPLE_RATE = 24000;
 const REMEMBERED_CANCELS = 50;
-
-let idCounter = 0;
-const newUtteranceId = () => `u${++idCounter}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** One speech session. States: `idle` → `connecting` → `ready` ⇄ `speaking` → `closed`. */
 export class SpeakClient extends EventTarget {
@@ -48,6 +47,7 @@ export class SpeakClient extends EventTarget {
   get underruns() { return this.player?.underruns ?? 0; }
   playedSamples(id) { return this.player?.playedSamples(id) ?? 0; }
   playedMs(id) { return Math.round((1000 * this.playedSamples(id)) / this.sampleRate); }
+  playedMsFine(id) { return Math.round((1e6 * this.playedSamples(id)) / this.sampleRate) / 1000; } // as textMarks
   playedPeak(id) { return this.player?.peak(id) ?? 0; }
   resumeAudio() { return this.player?.resume() ?? Promise.resolve(); }
 
@@ -133,17 +133,22 @@ export class SpeakClient extends EventTarget {
   }
 
   /** Cancel one utterance, or (no id) the current one and all queued: playback fades out in 4 ms and no more
-   * of its audio plays. Resolves with the ms of it played (sent as `playedMs`). */
+   * of its audio plays. Resolves with the ms played of the one the cancel reaches (sent as `playedMs`): the
+   * named one, or the server's current one (0 when it has not started playing). */
   cancel(utteranceId) {
     return this.cancelIds(utteranceId ? [utteranceId] : this.activeIds(), utteranceId ?? null);
   }
 
-  /** Barge-in: silence now and cancel everything; emits `interrupted` and resolves with the heard playedMs. */
+  /** Barge-in: silence now and cancel everything. Once the utterance being played (or received) has settled,
+   * emits `interrupted` and resolves with {utteranceId (null when none was), playedMs, heardText} of it. */
   async interrupt() {
     const id = this.playing ?? this.receiving;
-    const playedMs = await this.cancelIds(this.activeIds(), null);
-    this.emit("interrupted", { utteranceId: id, playedMs });
-    return playedMs;
+    const u = this.utterances.get(id);
+    await this.cancelIds(this.activeIds(), null);
+    const result = u ? await u.handle.done : { playedMs: id ? this.playedMs(id) : 0, heardText: "" };
+    const detail = { utteranceId: id ?? null, playedMs: result.playedMs, heardText: result.heardText };
+    this.emit("interrupted", detail);
+    return detail;
   }
 
   /** End the session (`stop`) and close the socket. @param {'immediate'|'drain'} [mode] */
@@ -182,12 +187,8 @@ export class SpeakClient extends EventTarget {
     else this.ws.send(JSON.stringify(msg));
   }
 
-  /** An utterance's record: its terminal message, whether audio went to the player (pushed) and finished
-   * playing, whether it is being cancelled here (its audio is dropped), and first-audio timing. */
   newUtterance(id) {
-    const u = { id: id || newUtteranceId(), sentAt: performance.now(), firstAudioAt: null, terminal: null };
-    Object.assign(u, { pushed: false, playbackDone: false, cancelling: false });
-    u.handle = { id: u.id, done: new Promise((resolve) => (u.resolve = resolve)) };
+    const u = new Utterance(id);
     this.utterances.set(u.id, u);
     this.resumeAudio();
     this.updateState();
@@ -220,17 +221,19 @@ export class SpeakClient extends EventTarget {
 
   /**
    * Stop the playback of `ids`, then send one `cancel`: for `wireId`, or (null) for everything the server
-   * has. What is sent meanwhile waits, so a cancel-all never catches an utterance started after it.
+   * has. What is sent meanwhile waits, so a cancel-all never catches an utterance started after it. Its
+   * `playedMs` is that of the utterance it reaches: `wireId`, or the server's current one (the one whose audio
+   * comes, else the oldest the server has not finished), not the one playing, which may be complete there.
    */
   async cancelIds(ids, wireId) {
-    const heard = ids.includes(this.playing) ? this.playing : wireId ?? this.receiving ?? ids[0];
     const holding = wireId === null && !this.held;
     if (holding) this.held = [];
     await this.stopLocally(ids);
     const held = holding ? this.held : [];
     if (holding) this.held = null;
-    const playedMs = heard ? this.playedMs(heard) : 0;
-    if (this.ws?.readyState !== WebSocket.OPEN) return playedMs;
+    const reached = wireId ?? this.receiving ?? ids.find((id) => this.utterances.get(id)?.terminal === null);
+    const playedMs = reached ? this.playedMsFine(reached) : 0;
+    if (this.ws?.readyState !== WebSocket.OPEN) return Math.round(playedMs);
     if (ids.some((id) => this.utterances.get(id) && !this.utterances.get(id).terminal)) {
       if (wireId) this.cancelledIds.add(wireId);
       const oldest = this.cancelledIds.values().next().value;
@@ -238,7 +241,7 @@ export class SpeakClient extends EventTarget {
       this.send({ type: "cancel", ...(wireId ? { utteranceId: wireId } : {}), playedMs });
     }
     for (const msg of held) this.send(msg);
-    return playedMs;
+    return Math.round(playedMs);
   }
 
   onMessage(data) {
@@ -328,9 +331,9 @@ export class SpeakClient extends EventTarget {
   }
 
   maybeFinish(u) {
-    if (!u.terminal || !u.playbackDone) return;
+    if (!u.finished) return;
     this.utterances.delete(u.id);
-    u.resolve({ type: u.terminal.type, playedMs: this.playedMs(u.id), stopped: u.cancelling, message: u.terminal });
+    u.settle(this.playedMsFine(u.id));
     this.updateState();
   }
 
