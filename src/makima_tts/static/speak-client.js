@@ -274,10 +274,15 @@ export class SpeakClient extends EventTarget {
     }
   }
 
+  /** The server refused the session before `started`: report `err` alone. The socket is let go first, so
+   * its close (whichever code the close handshake ends with) is not reported as a disconnect after it. */
   failHandshake(err) {
+    const ws = this.ws;
+    this.ws = null;
     this.handshake.reject(err);
     this.handshake = null;
-    this.ws.close(CloseCode.NORMAL);
+    this.setState("closed");
+    ws.close(CloseCode.NORMAL);
   }
 
   onReady(msg) {
