@@ -210,3 +210,34 @@ def test_lead_and_the_first_audio_wait(tiny_tts, voice):
     assert first_audio_waits((running, newcomer), job.first_audio_at + 0.1, step_s=0.2)  # 0.3 s buffered
     assert not first_audio_waits((running, newcomer), job.first_audio_at + 0.25, step_s=0.2)  # 0.15 s: no wait
     assert not first_audio_waits((running,), job.first_audio_at, step_s=0.0)  # no first frame
+
+
+def test_jobs_arriving_during_the_first_prefill_share_its_first_step(tiny_tts, voice, icl_voice):
+    requests = sampled(tiny_tts, [SpeechRequest("The first one in.", voice=voice),
+                                  SpeechRequest("Right behind it.", voice=icl_voice, language="english"),
+                                  SpeechRequest("And a third.", voice=voice)])
+    engine = Engine(tiny_tts, max_streams=4)
+    try:
+        alone = solo_codes(engine, requests)
+        collector, steps = Collector(), []
+        prefill, put = engine._frames.prefill_batch, engine._codec.put
+
+        def prefill_and_let_others_in(parts, prefixes):
+            if not steps and len(collector.finished) == 1:  # the first pass: the others arrive meanwhile
+                for i, request in enumerate(requests[1:], start=1):
+                    engine.submit(request, collector.sink(i))
+            return prefill(parts, prefixes)
+
+        def record(message):
+            if hasattr(message, "rows"):
+                steps.append([(row.job.request.text, row.index) for row in message.rows])
+            put(message)
+
+        engine._frames.prefill_batch, engine._codec.put = prefill_and_let_others_in, record
+        engine.submit(requests[0], collector.sink(0))
+        collector.wait(range(3))
+        assert sorted(steps[0]) == sorted((r.text, 0) for r in requests)  # one first step for all three
+        for i, expected in enumerate(alone):
+            np.testing.assert_array_equal(codes_of(collector.events(i)), expected)
+    finally:
+        engine.close()

@@ -22,7 +22,8 @@ exactly one Finished, never anything after); only a submit to a closed engine is
 
 Between two steps one packed prefill pass admits every waiting job that has a slot (admission.py: beside
 running streams it is capped at about a step's work; a long prompt continues between the next steps).
-First audio first: when a step carries first frames and every running stream has more audio buffered
+While no admitted job has made its first frame yet, jobs that arrived during that pass get another pass
+before the step, so a burst that trickles in over a prefill shares one first step. First audio first: when a step carries first frames and every running stream has more audio buffered
 on its client than a step lasts (`Job.lead`), the next step waits until that frame is decoded and sent,
 so a newcomer's first frame does not share the cores with the next step; a stream with less lead vetoes
 the wait. Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
@@ -192,17 +193,9 @@ class Engine:
                     self._cv.wait()
                 if self._closed:
                     break
-                texts, self._texts = self._texts, deque()
-                for piece in texts:
-                    piece.job.text.take(piece)
-                taken, dropped = self._take_pending()
-            for job in dropped:  # posted outside the lock: the codec queue may be full
-                self._end(job, Finished(0, cancelled=True))
-            self._drop_cancelled()
-            for job, slot in taken:
-                self._reserve(job, slot)
-            if self._admissions:
-                self._prefill()
+            self._admit()
+            while self._before_any_audio() and self._newcomers_waiting():
+                self._admit()  # those that came during that prefill join the same first step
             if self._pool.active():
                 try:
                     self._step()
@@ -210,6 +203,35 @@ class Engine:
                     log.exception("engine step failed")
                     self._fail_all("internal error while generating audio")
         self._shutdown()
+
+    def _admit(self) -> None:
+        """Take in streamed text and the queued jobs that find a slot, drop cancelled ones, run a prefill pass."""
+        with self._cv:
+            texts, self._texts = self._texts, deque()
+            for piece in texts:
+                piece.job.text.take(piece)
+            taken, dropped = self._take_pending()
+        for job in dropped:  # posted outside the lock: the codec queue may be full
+            self._end(job, Finished(0, cancelled=True))
+        self._drop_cancelled()
+        for job, slot in taken:
+            self._reserve(job, slot)
+        if self._admissions:
+            self._prefill()
+
+    def _before_any_audio(self) -> bool:
+        """Whether every generating slot is still to make its first frame (so no stream's cadence is at
+        stake when the next step waits for another prefill pass); batched admission only."""
+        if self._admissions.policy is not AdmissionPolicy.BATCHED:
+            return False
+        settings = [self._pool.settings[slot] for slot in self._pool.active()]
+        return bool(settings) and all(s.frames == 0 for s in settings)
+
+    def _newcomers_waiting(self) -> bool:
+        """(takes the lock) Whether a queued job could be admitted now, or a prompt is partly prefilled."""
+        with self._cv:
+            return bool(self._admissions) or (bool(self._free_slots())
+                                              and any(self._admissible(job) for job in self._queue))
 
     def _end(self, job: Job, event: Finished) -> None:
         """The job's Finished, delivered by the codec thread behind the frames already queued."""
