@@ -52,7 +52,9 @@ Every run also reports where the server's time to first audio went, as the means
 the engine's phases (`tts_engine_first_audio_phase_seconds` on /metrics, read before and after the run):
 queued (waiting for the frame step in flight or a free slot), prefill (prompt and prefill passes) and
 first frame (one frame step and the codec's decode); and the machine's CPU shares over the run from
-/proc/stat (`steal`: time the hypervisor gave to others, which slows a whole sitting down).
+/proc/stat (`steal`: time the hypervisor gave to others). The machine record has the memory bandwidth
+at the start and the end (a copy of 256 MiB, best of 5): small-batch decoding is bound by it, and on a
+shared VM it moves between sittings without any steal showing.
 
 `--admission P1,P2` runs everything once per engine admission policy (TTS_ADMISSION, a fresh server each:
 `one_per_step` runs with TTS_REUSE_PREFIXES=false, the engine before issue 10; `batched` with prefix
@@ -150,6 +152,19 @@ def phase_means_ms(before: dict, after: dict) -> dict[str, float | None]:
     return means
 
 
+def memory_gb_per_s(mib: int = 256, rounds: int = 5) -> float:
+    """Best of `rounds` copies of a `mib` MiB buffer, in GB/s: decoding at small batches is bound by memory
+    bandwidth, so this says how fast the machine is in this sitting (a shared VM's neighbours take it)."""
+    src = np.ones(mib * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - started)
+    return round(2 * src.nbytes / best / 1e9, 2)  # read + write
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -158,7 +173,8 @@ def machine() -> dict:
     except importlib.metadata.PackageNotFoundError:
         torch_version = None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch_version,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_start": loadavg()}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_start": loadavg(),
+            "memory_gb_per_s_start": memory_gb_per_s()}
 
 
 def free_port() -> int:
@@ -672,6 +688,7 @@ def main() -> int:
             info["sittings"].append(sitting)
     info["machine"]["loadavg_end"] = loadavg()
     info["machine"]["cpu_shares"] = cpu_shares(cpu_start, cpu_jiffies())
+    info["machine"]["memory_gb_per_s_end"] = memory_gb_per_s()
     report(info, args.json_out)
     return 0
 
