@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from server_helpers import ServerThread, make_settings
+from server_helpers import ServerThread, make_settings, server_factory
 
 
 @pytest.fixture(scope="session")
@@ -16,19 +16,10 @@ def tiny_model(tiny_base_dir) -> Path:
 
 @pytest.fixture
 def start_server(tiny_model, tmp_path):
-    """Factory: `start_server(**settings)` → a running `ServerThread`; all are stopped after the test."""
-    servers: list[ServerThread] = []
-
-    def start(data_dir: Path | None = None, sndbuf: int | None = None, **overrides) -> ServerThread:
-        settings = make_settings(tiny_model, data_dir or tmp_path / "data", **overrides)
-        server = ServerThread(settings, sndbuf=sndbuf).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        if server.thread.is_alive():
-            server.stop()
+    """Factory: `start_server(port=0, data_dir=None, sndbuf=None, **settings)` → a running `ServerThread`
+    (its model may still be loading); all are stopped after the test."""
+    with server_factory(tiny_model, tmp_path / "data", loaded=False) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")

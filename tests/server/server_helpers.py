@@ -8,6 +8,8 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -99,6 +101,27 @@ def spoken_prefix(model_dir: Path, tokenizer, text: str, tokens: int) -> str:
     head = decoder.decode(ids[:3], skip_special_tokens=False)  # "<|im_start|>assistant" (+ "\n" if one id)
     decoded = decoder.decode(ids[: 3 + tokens], skip_special_tokens=False)[len(head):]
     return decoded[1:] if not head.endswith("\n") and decoded.startswith("\n") else decoded
+
+
+@contextmanager
+def server_factory(model: Path, default_data_dir: Path, *, loaded: bool) -> Iterator[Callable[..., ServerThread]]:
+    """`start(port=0, data_dir=None, sndbuf=None, **settings)` -> a running `ServerThread` (waited for
+    until its model is loaded when `loaded`); every one still running is stopped on leaving."""
+    servers: list[ServerThread] = []
+
+    def start(port: int = 0, data_dir: Path | None = None, sndbuf: int | None = None, **overrides) -> ServerThread:
+        server = ServerThread(make_settings(model, data_dir or default_data_dir, **overrides), sndbuf=sndbuf, port=port)
+        servers.append(server.start())
+        if loaded:
+            server.wait_loaded()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            if server.thread.is_alive():
+                server.stop()
 
 
 def run(coro):
