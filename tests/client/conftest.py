@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from server_helpers import ServerThread, make_settings, server_factory  # noqa: E402
+from server_helpers import server_factory  # noqa: E402
 
 
 @pytest.fixture
@@ -22,7 +22,5 @@ def start_server(tiny_base_dir, tmp_path):
 @pytest.fixture(scope="module")
 def server(tiny_base_dir, tmp_path_factory):
     """One shared server (loaded model, default test settings) for tests that need nothing special."""
-    srv = ServerThread(make_settings(tiny_base_dir, tmp_path_factory.mktemp("data"))).start()
-    srv.wait_loaded()
-    yield srv
-    srv.stop()
+    with server_factory(tiny_base_dir, tmp_path_factory.mktemp("data"), loaded=True) as start:
+        yield start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from server_helpers import ServerThread, make_settings, server_factory
+from server_helpers import server_factory
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,5 @@ def start_server(tiny_model, tmp_path):
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     """One shared server (loaded model, default settings) for tests that need nothing special."""
-    srv = ServerThread(make_settings(tiny_model, tmp_path_factory.mktemp("data"))).start()
-    srv.wait_loaded()
-    yield srv
-    srv.stop()
+    with server_factory(tiny_model, tmp_path_factory.mktemp("data"), loaded=True) as start:
+        yield start()

@@ -9,7 +9,7 @@ the character limit covers the whole streamed text.
 from __future__ import annotations
 
 import pytest
-from server_helpers import Client, run
+from server_helpers import Client, run, server_factory
 
 
 def kinds(seen) -> list[str]:
@@ -18,12 +18,8 @@ def kinds(seen) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stream_server(tiny_model, tmp_path_factory):
-    from server_helpers import ServerThread, make_settings
-
-    srv = ServerThread(make_settings(tiny_model, tmp_path_factory.mktemp("data"), max_frames=40)).start()
-    srv.wait_loaded()
-    yield srv
-    srv.stop()
+    with server_factory(tiny_model, tmp_path_factory.mktemp("data"), loaded=True) as start:
+        yield start(max_frames=40)
 
 
 async def first_audio(c: Client) -> list[str]:

@@ -10,16 +10,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from server_helpers import ServerThread, make_settings  # noqa: E402
+from server_helpers import server_factory  # noqa: E402
 from wyoming_helpers import WyomingProcess  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tts_server(tiny_base_dir, tmp_path_factory):
-    srv = ServerThread(make_settings(tiny_base_dir, tmp_path_factory.mktemp("data"), max_frames=12)).start()
-    srv.wait_loaded()
-    yield srv
-    srv.stop()
+    with server_factory(tiny_base_dir, tmp_path_factory.mktemp("data"), loaded=True) as start:
+        yield start(max_frames=12)
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +31,14 @@ def wyoming(tts_server):
 @pytest.fixture
 def start_bridge(tiny_base_dir, tmp_path):
     """Factory: `start_bridge(**settings)` → (its ServerThread, a `makima-tts wyoming` process for it)."""
-    made = []
+    bridges: list[WyomingProcess] = []
 
-    def start(**overrides):
-        srv = ServerThread(make_settings(tiny_base_dir, tmp_path / "data", **overrides)).start()
-        srv.wait_loaded()
-        made.append(srv)
-        proc = WyomingProcess("--url", srv.http)
-        made.append(proc)
-        return srv, proc
+    with server_factory(tiny_base_dir, tmp_path / "data", loaded=True) as start_server:
+        def start(**overrides):
+            srv = start_server(**overrides)
+            bridges.append(WyomingProcess("--url", srv.http))
+            return srv, bridges[-1]
 
-    yield start
-    for thing in reversed(made):
-        thing.stop()
+        yield start
+        for proc in bridges:
+            proc.stop()
