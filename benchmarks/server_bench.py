@@ -3,6 +3,7 @@
     OMP_WAIT_POLICY=PASSIVE python benchmarks/server_bench.py --model DIR [--clients 1,4,8] [--frames 25]
         [--repeat 5] [--text "..."] [--env TTS_MAX_STREAMS=8 ...] [--json-out results.json]
         [--open-loop 0.3,0.5,0.7,1.0 --duration 60] [--admission batched,one_per_step]
+        [--first-frames together,apart]
     python benchmarks/server_bench.py --url ws://127.0.0.1:8000/api/v1/speak ...   # a running server
 
 The figures issue 10 asks for (CPU, full 0.6B shapes written by `benchmarks/engine_bench.py --build-full
@@ -58,7 +59,8 @@ shared VM it moves between sittings without any steal showing.
 
 `--admission P1,P2` runs everything once per engine admission policy (TTS_ADMISSION, a fresh server each:
 `one_per_step` runs with TTS_REUSE_PREFIXES=false, the engine before issue 10; `batched` with prefix
-reuse), so before/after comes from one invocation.
+reuse), so before/after comes from one invocation; `--first-frames F1,F2` likewise per TTS_FIRST_FRAMES
+(engine/codec_stage.py: `together`, the engine before, or `apart`), crossed with the admission policies.
 The JSON carries the command, the machine, the server environment and every raw figure; a markdown
 table follows.
 """
@@ -82,6 +84,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -183,7 +186,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(args: argparse.Namespace, workdir: Path, admission: str | None) -> dict[str, str]:
+class Policy(NamedTuple):
+    """The engine policies of one sitting (None: the server's default)."""
+
+    admission: str | None = None
+    first_frames: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [self.admission, self.first_frames and f"first frames {self.first_frames}"]
+        return ", ".join(p for p in parts if p) or "server default"
+
+
+def server_env(args: argparse.Namespace, workdir: Path, policy: Policy) -> dict[str, str]:
     """What the spawned server sees; the TTS_* part is returned for the report too."""
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -196,9 +211,11 @@ def server_env(args: argparse.Namespace, workdir: Path, admission: str | None) -
         key, _, value = pair.partition("=")
         env[key] = value
     env["TTS_PRELOAD"] = "1"
-    if admission:
-        env["TTS_ADMISSION"] = admission
-        env["TTS_REUSE_PREFIXES"] = "false" if admission == "one_per_step" else "true"  # "before": neither
+    if policy.admission:
+        env["TTS_ADMISSION"] = policy.admission
+        env["TTS_REUSE_PREFIXES"] = "false" if policy.admission == "one_per_step" else "true"  # "before": neither
+    if policy.first_frames:
+        env["TTS_FIRST_FRAMES"] = policy.first_frames
     env["TTS_MAX_FRAMES"] = str(args.frames)
     return env
 
@@ -230,11 +247,11 @@ def wait_ready(http_base: str, proc: subprocess.Popen | None, timeout: float) ->
 class Server:
     """`makima-tts serve` as a subprocess (context manager); its log goes to a file in its workdir."""
 
-    def __init__(self, args: argparse.Namespace, admission: str | None):
+    def __init__(self, args: argparse.Namespace, policy: Policy):
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="server_bench-"))
         self.port = free_port()
-        self.env = server_env(args, self.workdir, admission)
+        self.env = server_env(args, self.workdir, policy)
         self.log_path = self.workdir / "server.log"
         self.proc: subprocess.Popen | None = None
 
@@ -553,15 +570,17 @@ async def bench(url: str, args: argparse.Namespace, capacity: float | None) -> d
         out["runs"].append(await measured(url, run_concurrent(url, n, args.text, args.timeout, args.compression)))
     out["open_loop"] = []
     if args.open_loop:
-        rng = np.random.default_rng(args.seed)
+        # the capacity run and each rate draw from generators of their own, so every sitting (whether it
+        # measures the capacity or is given it) is offered the same arrivals and texts at each rate
         if not (capacity or args.capacity):
             sessions = max(int(c) for c in args.clients.split(",") if c.strip())
             print(f"capacity: {sessions} sessions back to back for {args.capacity_duration:.0f} s ...", file=sys.stderr)
-            out["capacity_run"] = await measure_capacity(url, sessions, args, rng)
+            out["capacity_run"] = await measure_capacity(url, sessions, args, np.random.default_rng(args.seed + 1))
         capacity = capacity or args.capacity or out["capacity_run"]["utt_per_s"]
         out["capacity_utt_per_s"] = capacity
-        for fraction in [float(f) for f in args.open_loop.split(",") if f.strip()]:
+        for k, fraction in enumerate(float(f) for f in args.open_loop.split(",") if f.strip()):
             print(f"open loop at {fraction:.0%} of {capacity:.3f} utterances/s ...", file=sys.stderr)
+            rng = np.random.default_rng([args.seed, k])
             run = await measured(url, run_open_loop(url, fraction * capacity, args, rng))
             out["open_loop"].append({"fraction": fraction, **run})
     return out
@@ -580,7 +599,7 @@ def phases(run: dict) -> str:
 
 
 def table(sittings: list[dict]) -> str:
-    rows = ["| admission | run | clients | TTFA p50 ms | TTFA p95 ms | TTFA p99 ms | server ttfaMs p50 | gap p50 ms "
+    rows = ["| policy | run | clients | TTFA p50 ms | TTFA p95 ms | TTFA p99 ms | server ttfaMs p50 | gap p50 ms "
             "| gap p95 ms | gap max ms | clients w/ underrun | underruns | stall ms | audio s / wall s "
             "| frames recv/complete | lost | stray audio | truncated | failed "
             "| engine queued / prefill / first frame ms | CPU steal |", "|" + "---|" * 21]
@@ -591,7 +610,7 @@ def table(sittings: list[dict]) -> str:
         runs += [(f"open loop {r['fraction']:.0%} ({r['rate_utt_per_s']:.2f}/s)", r) for r in results["open_loop"]]
         for label, r in runs:
             rows.append(
-                f"| {sitting['admission'] or 'server default'} | {label} | {r['clients']} | {fmt(r['ttfa_ms']['p50'])} | "
+                f"| {sitting['policy']} | {label} | {r['clients']} | {fmt(r['ttfa_ms']['p50'])} | "
                 f"{fmt(r['ttfa_ms']['p95'])} | {fmt(r['ttfa_ms']['p99'])} | {fmt(r['server_ttfa_ms_p50'])} | "
                 f"{fmt(r['gap_ms']['p50'])} | {fmt(r['gap_ms']['p95'])} | {fmt(r['gap_ms']['max'])} | "
                 f"{r['clients_with_underruns']}/{r['utterances']} | {r['underruns']} | {r['stall_ms']:.0f} | "
@@ -629,12 +648,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrivals and texts")
     ap.add_argument("--admission", default="", metavar="P1,P2",
                     help="TTS_ADMISSION policies to run one after the other (batched, one_per_step)")
+    ap.add_argument("--first-frames", default="", metavar="F1,F2",
+                    help="TTS_FIRST_FRAMES policies to run one after the other (together, apart)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if not (args.model or args.url):
         ap.error("give --model (spawn a server) or --url (a running one)")
-    if args.url and "," in args.admission:
-        ap.error("--admission with several policies needs a spawned server (--model), not --url")
+    if args.url and (args.admission or args.first_frames):
+        ap.error("--admission and --first-frames set the spawned server's policies (--model), not --url's")
     if args.open_loop and not args.clients and args.capacity is None:
         ap.error("an open loop needs a closed burst (--clients) to measure the capacity, or --capacity")
     return args
@@ -644,7 +665,7 @@ def report(info: dict, json_out: str | None) -> None:
     print(json.dumps(info, indent=1))
     print(f"\n{info['command']}\n{info['machine']}")
     for sitting in info["sittings"]:
-        print(f"server ({sitting['admission'] or 'default admission'}): "
+        print(f"server ({sitting['policy']}): "
               f"{ {k: v for k, v in sitting['server'].items() if k != 'log_tail'} }")
     print()
     print(table(info["sittings"]))
@@ -652,8 +673,8 @@ def report(info: dict, json_out: str | None) -> None:
         Path(json_out).write_text(json.dumps(info, indent=1))
 
 
-def sitting_on_spawned_server(args: argparse.Namespace, admission: str | None, capacity: float | None) -> dict:
-    with Server(args, admission) as server:
+def sitting_on_spawned_server(args: argparse.Namespace, policy: Policy, capacity: float | None) -> dict:
+    with Server(args, policy) as server:
         started = time.perf_counter()
         try:
             ready = wait_ready(f"http://127.0.0.1:{server.port}", server.proc, args.load_timeout)
@@ -664,10 +685,19 @@ def sitting_on_spawned_server(args: argparse.Namespace, admission: str | None, c
                    for k, v in server.env.items() if k.startswith("TTS_")}
         info = {"command": " ".join(server.command()), "env": tts_env, "omp_wait_policy": server.env.get("OMP_WAIT_POLICY"),
                 "ready_s": time.perf_counter() - started, "ready": ready}
-        print(f"server ({admission or 'default admission'}) ready in {info['ready_s']:.1f} s", file=sys.stderr)
+        print(f"server ({policy.label}) ready in {info['ready_s']:.1f} s", file=sys.stderr)
         results = asyncio.run(bench(server.url, args, capacity))
         info["log_tail"] = server.log_tail(2000)
-    return {"admission": admission, "server": info, "results": results}
+    return {"admission": policy.admission, "first_frames": policy.first_frames, "policy": policy.label,
+            "server": info, "results": results}
+
+
+def policies(args: argparse.Namespace) -> list[Policy]:
+    """One sitting per admission policy x first-frames policy asked for, in the order given."""
+    def listed(value: str) -> list[str | None]:
+        return [v.strip() for v in value.split(",") if v.strip()] or [None]
+
+    return [Policy(a, f) for a in listed(args.admission) for f in listed(args.first_frames)]
 
 
 def main() -> int:
@@ -678,12 +708,12 @@ def main() -> int:
     if args.url:
         http_base = check_loopback(args.url)
         server = {"url": args.url, "ready": wait_ready(http_base, None, args.load_timeout)}
-        info["sittings"].append({"admission": args.admission or None, "server": server,
-                                 "results": asyncio.run(bench(args.url, args, None))})
+        info["sittings"].append({"admission": None, "first_frames": None, "policy": "the server's own",
+                                 "server": server, "results": asyncio.run(bench(args.url, args, None))})
     else:
         capacity = None  # measured under the first policy, offered to every one
-        for admission in [a.strip() for a in args.admission.split(",") if a.strip()] or [None]:
-            sitting = sitting_on_spawned_server(args, admission, capacity)
+        for policy in policies(args):
+            sitting = sitting_on_spawned_server(args, policy, capacity)
             capacity = capacity or sitting["results"].get("capacity_utt_per_s")
             info["sittings"].append(sitting)
     info["machine"]["loadavg_end"] = loadavg()

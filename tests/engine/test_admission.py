@@ -6,6 +6,7 @@ first frames are delivered before the running streams' rows, and the lead rule t
 
 import math
 import threading
+from collections import deque
 
 import numpy as np
 import pytest
@@ -190,6 +191,28 @@ def test_plan_takes_rows_first_come_first_served():
     assert [(p.slot, n) for _, p, n in admissions.plan(streams_running=False)] == [(0, 7), (1, 30), (2, 2)]
     assert admissions.reserved() == {0, 1, 2} and admissions.take_count(5) == 5
     assert Admissions(AdmissionPolicy.ONE_PER_STEP, chunk=10).take_count(5) == 1
+
+
+def test_take_gives_free_unreserved_slots_in_arrival_order_and_drops_cancelled_jobs():
+    class Queued:
+        def __init__(self, name, cancelled=False, ready=True):
+            self.name, self.cancelled, self.ready = name, cancelled, ready
+
+    class Part:
+        slot, remaining = 1, 4
+
+    admissions = Admissions(AdmissionPolicy.BATCHED, chunk=10)
+    admissions.add("reserved", Part())
+    settings = ["running", None, None, None]  # slot 0 generating, slot 1 reserved: 2 and 3 are free
+    assert admissions.free_slots(settings) == [2, 3]
+    a, gone, waiting, b, c = (Queued("a"), Queued("gone", cancelled=True), Queued("waiting", ready=False),
+                              Queued("b"), Queued("c"))
+    queue = deque([a, gone, waiting, b, c])
+    taken, dropped = admissions.take(queue, settings, lambda job: job.ready)
+    assert taken == [(a, 2), (b, 3)] and dropped == [gone]
+    assert list(queue) == [waiting, c]  # not ready yet, or no slot left: still queued, in order
+    taken, _ = Admissions(AdmissionPolicy.ONE_PER_STEP, chunk=10).take(queue, settings, lambda job: True)
+    assert taken == [(waiting, 1)] and list(queue) == [c]  # one per step, into the lowest free slot
     with pytest.raises(ValueError, match="at least 1"):
         Admissions(AdmissionPolicy.BATCHED, chunk=0)
 

@@ -1,6 +1,6 @@
 """codec_stage.py: the codec thread's messages in order (a job's frames, its one Finished, nothing after),
-a failing decode failing only its own rows' jobs, first frames handed over before running rows, and the
-primed-state cache of ICL references."""
+a failing decode failing only its own rows' jobs, first frames handed over before running rows (and decoded
+apart from them), and the primed-state cache of ICL references."""
 
 import threading
 
@@ -10,6 +10,7 @@ import torch
 from makima_tts.engine.codec_stage import (
     CodecStage,
     EndUtterance,
+    FirstFrames,
     FrameCodes,
     FrameRow,
     PrimedStates,
@@ -109,3 +110,33 @@ def test_first_frames_are_handed_over_before_running_rows(tiny_tts):
     ])
     assert order == [("new", 0), ("running", 4), ("also running", 9)]
     assert jobs[1].audio_sent_s == 0.08 and jobs[1].first_audio_at is not None  # what Job.lead counts
+
+
+def test_first_frames_apart_are_decoded_on_their_own_with_the_audio_of_one_decode(tiny_tts):
+    """Apart: the newcomer's row is decoded alone, then the running rows; every row's audio and state
+    equal one decode of all rows within float noise, over the frame that splits and the frames after."""
+    stages = {mode: CodecStage(tiny_tts, 4, first_frames=mode) for mode in (FirstFrames.APART, FirstFrames.TOGETHER)}
+    audio = {}
+    for mode, stage in stages.items():
+        stage.timer.enable()
+        got = audio[mode] = []
+        jobs = [Job(NoEngine(), SpeechRequest("x"), lambda e, name=name, got=got: got.append((name, e.index, e.audio)))
+                for name in ("running", "new", "held")]
+        run(stage, [
+            StartUtterance(0, None), StartUtterance(1, None), StartUtterance(2, None),
+            FrameCodes(frame(3, 4), (FrameRow(0, jobs[0], 0), FrameRow(2, jobs[2], 0)), settled()),
+            FrameCodes(frame(3, 5), (FrameRow(0, jobs[0], 1), FrameRow(1, jobs[1], 0)), settled(), held=(2,)),
+            FrameCodes(frame(3, 6), (FrameRow(0, jobs[0], 2), FrameRow(1, jobs[1], 1), FrameRow(2, jobs[2], 1)),
+                       settled()),
+        ])
+    # the first frame is all newcomers (nothing to split), the second splits: 1 + 2 + 1 decodes apart
+    assert len(stages[FirstFrames.APART].timer.samples["codec"]) == 4
+    assert len(stages[FirstFrames.TOGETHER].timer.samples["codec"]) == 3
+    apart, together = audio[FirstFrames.APART], audio[FirstFrames.TOGETHER]
+    assert [(name, index) for name, index, _ in apart] == [(name, index) for name, index, _ in together]
+    assert [(name, index) for name, index, _ in apart][2:4] == [("new", 0), ("running", 1)]  # first frames first
+    for (_, _, a), (_, _, b) in zip(apart, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for a, b in zip(stages[FirstFrames.APART].state._tensors(), stages[FirstFrames.TOGETHER].state._tensors(),
+                    strict=True):
+        torch.testing.assert_close(a[:3], b[:3], atol=1e-5, rtol=1e-4)

@@ -71,6 +71,11 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert Settings(_env_file=None).admission == "one_per_step" and Settings(_env_file=None).prefill_chunk == 0
     with pytest.raises(ValueError, match="batched"):
         Settings(_env_file=None, admission="sometimes")
+    assert Settings(_env_file=None).first_frames == "apart"
+    monkeypatch.setenv("TTS_FIRST_FRAMES", "together")
+    assert Settings(_env_file=None).first_frames == "together"
+    with pytest.raises(ValueError, match="apart"):
+        Settings(_env_file=None, first_frames="first")
 
 
 def test_env_example_lists_every_setting():

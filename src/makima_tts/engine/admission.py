@@ -12,15 +12,24 @@ is prefilled before the next frame.
                                   boundary, its whole prompt in one pass.
 
 `Admissions` holds the jobs between the queue and the frame step (slot reserved, prompt partly
-prefilled); the engine asks it what to take and what to prefill next.
+prefilled); the engine asks it what to take and what to prefill next. `new_part` makes what a job
+taken into a slot carries there: its prompt, frame budget, slot settings and generator.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
+from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
+import torch
+
+from .budget import frame_budget
+from .prompt import build_prompt
+from .slots import SlotSettings
 from .step import PrefillPart
 
 if TYPE_CHECKING:
@@ -51,11 +60,34 @@ class Admissions:
     def reserved(self) -> set[int]:
         return {part.slot for _, part in self.parts}
 
+    def free_slots(self, settings: list) -> list[int]:
+        """Slots neither generating (their `SlotPool.settings` entry is None) nor reserved here for a prefill."""
+        reserved = self.reserved()
+        return [slot for slot, s in enumerate(settings) if s is None and slot not in reserved]
+
     def take_count(self, free_slots: int) -> int:
         """How many queued jobs to take now, given the free slots."""
         if self.policy is AdmissionPolicy.ONE_PER_STEP:
             return min(1, free_slots)
         return free_slots
+
+    def take(self, queue: deque[Job], settings: list, admissible: Callable[[Job], bool]
+             ) -> tuple[list[tuple[Job, int]], list[Job]]:
+        """(under the engine's lock) Out of `queue`: the jobs to admit now, each with the free slot it gets
+        (`take_count` of them, in arrival order, skipping those not `admissible` yet: an open text waits for
+        its first tokens), and the jobs cancelled before admission. `settings`: `SlotPool.settings`."""
+        dropped = [job for job in queue if job.cancelled]
+        for job in dropped:
+            queue.remove(job)
+        free = self.free_slots(settings)
+        count, taken = self.take_count(len(free)), []
+        for job in list(queue):
+            if len(taken) >= count:
+                break
+            if admissible(job):
+                queue.remove(job)
+                taken.append((job, free[len(taken)]))
+        return taken, dropped
 
     def add(self, job: Job, part: PrefillPart) -> None:
         self.parts.append((job, part))
@@ -74,3 +106,19 @@ class Admissions:
             chosen.append((job, part, n))
             budget -= n
         return chosen
+
+
+def new_part(job: Job, slot: int, tts, frames_cap: int, max_context: int) -> PrefillPart:
+    """The job's prompt (its text so far, if streamed), frame budget and settings, bound for `slot`.
+    Raises PromptError for a request the model cannot take."""
+    req = job.request
+    text = job.text.prompt_text() if job.text is not None else None
+    prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor, text)
+    budget = frame_budget(req.max_frames, prompt, frames_cap, max_context)
+    generator = torch.Generator(device=tts.device)
+    generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
+    settings = SlotSettings(req.sampling or tts.config.generation.sampling, generator, budget, req.stop_on_eos,
+                            prompt.feed)
+    if job.text is not None:  # later text extends the feed and the budget
+        job.text.admitted(prompt, settings, lambda p=prompt: frame_budget(req.max_frames, p, frames_cap, max_context))
+    return PrefillPart(slot, prompt, settings)

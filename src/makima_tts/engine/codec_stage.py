@@ -7,7 +7,8 @@ takes the messages in order and is the only thread that calls the jobs' sinks:
     FrameCodes(frame, rows, verdict, ...)    decode frame [n, 16] -> audio [n, 1920]; one AudioFrame per row,
                                              `last` on the rows whose job ends with it (`StepVerdict`);
                                              the `held` rows (waiting for text) keep their codec state;
-                                             new utterances' first frames are handed over first
+                                             new utterances' first frames are handed over first (with
+                                             `FirstFrames.APART`, decoded on their own before the rest)
     EndUtterance(job, finished)              the job's single Finished, behind every frame queued before it
     Stop()                                   end of the thread (the last message)
 
@@ -16,6 +17,14 @@ frames, then exactly one `Finished`, and nothing after (`Job.emit` drops anythin
 the talker and code predictor make frame k+1 (memory-bound), this thread decodes frame k
 (compute-bound). On CUDA it has its own stream; `ready` is an event recorded by the generation thread
 after the work the message depends on, waited for on the device (no host sync).
+
+`FirstFrames` says how a frame that carries new utterances' first frames beside running streams is
+decoded: APART (the default) decodes the first-frame rows on their own and hands them over, then the
+other rows; TOGETHER decodes every row in one call (the engine before). A decode's time grows with its
+rows (on the 2-core CPU, about 20 ms plus 20 ms per row for the full codec), so apart a newcomer's audio
+waits for a decode of its own rows only; the running rows pay one more call's fixed cost, once per
+newcomer. Apart or together, every row's state advances the same way (rows are independent; the
+samples may differ within float noise, as between batch sizes).
 
 With `static` (default on CUDA) each decode goes through `StaticCodec` (static_codec.py): a fixed bucket of
 rows, a CUDA graph per bucket. Also here: `PrimedStates`, the codec states right after an ICL reference (computed once per distinct
@@ -29,6 +38,7 @@ import queue
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -45,6 +55,11 @@ log = logging.getLogger(__name__)
 QUEUE_STEPS = 2  # how many messages the generation thread may run ahead of the codec
 PRIMED_CACHE = 16  # distinct ICL references whose primed codec state is kept
 DECODE_ERROR = "internal error while decoding audio"
+
+
+class FirstFrames(str, Enum):
+    APART = "apart"
+    TOGETHER = "together"
 
 
 # ---------------------------------------------------------------------------------------- messages
@@ -128,9 +143,11 @@ class PrimedStates:
 
 class CodecStage:
     def __init__(self, tts, slots: int, threads: int | None = None, timer: PhaseTimer | None = None,
-                 static: bool | None = None):
-        """`static`: decode through `StaticCodec` (default: on CUDA, where its buckets are CUDA graphs)."""
+                 static: bool | None = None, first_frames: FirstFrames = FirstFrames.APART):
+        """`static`: decode through `StaticCodec` (default: on CUDA, where its buckets are CUDA graphs).
+        `first_frames`: how new utterances' first frames are decoded beside running streams (above)."""
         self.tts = tts
+        self.first_frames = FirstFrames(first_frames)
         self.threads = threads
         self.timer = timer or PhaseTimer(tts.device)
         self.state = tts.codec.new_state(slots, device=tts.device, dtype=tts.dtype)
@@ -192,12 +209,26 @@ class CodecStage:
 
     def _deliver(self, frame: torch.Tensor, rows: tuple[FrameRow, ...], verdict: StepVerdict,
                  held: tuple[int, ...] = ()) -> None:
-        """Decode one frame and hand each row's AudioFrame to its job; a rejected row fails its job alone."""
+        """Decode one frame and hand each row's AudioFrame to its job, first frames first; a rejected row
+        fails its job alone."""
+        firsts = tuple(row for row in rows if row.index == 0)
+        codes = frame.cpu().numpy()
+        if self.first_frames is FirstFrames.APART and self.static is None and 0 < len(firsts) < len(rows):
+            for group in (firsts, tuple(row for row in rows if row.index > 0)):  # audio [k, 1920] by row of group
+                with self.timer("codec"):
+                    audio, rejected = self.decode_rows(frame, [row.slot for row in group])
+                self._hand_over(group, codes, dict(zip((row.slot for row in group), audio, strict=True)),
+                                rejected, verdict)
+            return
         with self.timer("codec"):
             audio, rejected = self.decode(frame, held)
-        codes = frame.cpu().numpy()
+        self._hand_over(firsts + tuple(row for row in rows if row.index > 0), codes, audio, rejected, verdict)
+
+    def _hand_over(self, rows: tuple[FrameRow, ...], codes: np.ndarray, audio, rejected: list[int],
+                   verdict: StepVerdict) -> None:
+        """Each row's AudioFrame to its job, in the order given; `audio[slot]` is the slot's samples."""
         last = verdict.last_slots()
-        for slot, job, index, text_read in sorted(rows, key=lambda row: row.index > 0):  # first frames first
+        for slot, job, index, text_read in rows:
             if slot in rejected:  # this utterance alone fails; the batch's other rows decoded as usual
                 log.error("codec rejected frame %d of job %s in slot %d: codes %s outside [0, %d)", index, job.id,
                           slot, codes[slot].tolist(), self.codebook_size)
@@ -234,6 +265,19 @@ class CodecStage:
             self.state.put_rows(held, kept)
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [int(row) for row in np.flatnonzero(~valid)]
+
+    @torch.inference_mode()
+    def decode_rows(self, frame: torch.Tensor, slots: list[int]) -> tuple[np.ndarray, list[int]]:
+        """Only the given slots' rows of frame [n, 16] -> (audio [k, 1920] in the order of `slots`, rejected
+        slots), every other row's codec state untouched: their state is gathered, advanced and put back."""
+        index = torch.as_tensor(slots, dtype=torch.long, device=frame.device)
+        picked = frame.index_select(0, index)  # [k, 16]
+        valid = ((picked >= 0) & (picked < self.codebook_size)).all(dim=1)  # [k]
+        rows = self.state.take_rows(slots)
+        audio = self.tts.codec.decode_step((picked * valid[:, None])[:, :, None], rows)  # [k, 1920]
+        self.state.put_rows(slots, rows)
+        audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
+        return audio, [slots[i] for i in np.flatnonzero(~valid)]
 
 
 def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:

@@ -23,12 +23,15 @@ exactly one Finished, never anything after); only a submit to a closed engine is
 Between two steps one packed prefill pass admits every waiting job that has a slot (admission.py: beside
 running streams it is capped at about a step's work; a long prompt continues between the next steps).
 While no admitted job has made its first frame yet, jobs that arrived during that pass get another pass
-before the step, so a burst that trickles in over a prefill shares one first step. First audio first: when a step carries first frames and every running stream has more audio buffered
-on its client than a step lasts (`Job.lead`), the next step waits until that frame is decoded and sent,
-so a newcomer's first frame does not share the cores with the next step; a stream with less lead vetoes
-the wait. Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread has its
-own stream; each hand-over carries an event, so neither side waits for the other's kernels. On CPU each
-thread uses half the cores for its intra-op work (`threads` overrides).
+before the step, so a burst that trickles in over a prefill shares one first step.
+
+First audio first: the codec decodes a step's first frames apart from the running rows and hands them
+over first (codec_stage.py, `FirstFrames`). When a step carries first frames and every running stream
+has more audio buffered on its client than a step lasts (`Job.lead`), the next step waits until that
+frame is decoded and sent, so a newcomer's first frame does not share the cores with the next step; a
+stream with less lead vetoes the wait. Cancellation is a flag checked between steps. Sinks must not block. On CUDA the codec thread
+has its own stream; each hand-over carries an event, so neither side waits for the other's kernels. On
+CPU each thread uses half the cores for its intra-op work (`threads` overrides).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import secrets
 import threading
 import time
 from collections import deque
@@ -44,15 +46,23 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from .admission import AdmissionPolicy, Admissions, default_chunk
-from .budget import frame_budget
-from .codec_stage import CodecStage, EndUtterance, FrameCodes, FrameRow, StartUtterance, StepVerdict, Stop
+from .admission import AdmissionPolicy, Admissions, default_chunk, new_part
+from .codec_stage import (
+    CodecStage,
+    EndUtterance,
+    FirstFrames,
+    FrameCodes,
+    FrameRow,
+    StartUtterance,
+    StepVerdict,
+    Stop,
+)
 from .job import FirstAudio, Job, Sink, first_audio_waits
 from .prefix_cache import PrefixCache
-from .prompt import PromptError, build_prompt
-from .slots import SlotPool, SlotSettings
+from .prompt import PromptError
+from .slots import SlotPool
 from .static_frames import StaticFrames
-from .step import FrameStep, PrefillPart
+from .step import FrameStep
 from .text_intake import TextPiece
 from .timing import PhaseTimer
 from .types import EngineEvent, Finished, SpeechRequest
@@ -71,10 +81,12 @@ class Engine:
     def __init__(self, tts, max_streams: int = 8, max_context: int = 4096, max_frames_cap: int = 1500,
                  threads: int | None = None, static_frames: bool | None = None,
                  admission: AdmissionPolicy = AdmissionPolicy.BATCHED, prefill_chunk: int | None = None,
-                 reuse_prefixes: bool = True, on_first_audio: Callable[[FirstAudio], None] | None = None):
+                 reuse_prefixes: bool = True, first_frames: FirstFrames = FirstFrames.APART,
+                 on_first_audio: Callable[[FirstAudio], None] | None = None):
         """`static_frames`: run frames with static shapes (default: on CUDA, where they are graphs).
         `admission`, `prefill_chunk`: see admission.py (the chunk defaults by device). `reuse_prefixes`:
-        keep each voice's shared prompt rows' keys/values (prefix_cache.py). `on_first_audio`: called
+        keep each voice's shared prompt rows' keys/values (prefix_cache.py). `first_frames`: how the codec
+        decodes newcomers' first frames beside running streams (codec_stage.py). `on_first_audio`: called
         (on the codec thread) with each job's `FirstAudio` phases as its first frame goes out."""
         self.tts = tts
         self.on_first_audio = on_first_audio
@@ -86,7 +98,7 @@ class Engine:
         self._pool = SlotPool(tts, max_streams, max_context, static=static)
         self._frames = FrameStep(tts, self._pool)
         self._static = StaticFrames(self._frames, cuda_graphs=self._cuda) if static else None
-        self._codec = CodecStage(tts, max_streams, threads=self.threads, timer=self.timer)
+        self._codec = CodecStage(tts, max_streams, threads=self.threads, timer=self.timer, first_frames=first_frames)
         self._jobs: list[Job | None] = [None] * max_streams  # by slot
         self._queue: deque[Job] = deque()  # submitted, not yet admitted
         self._texts: deque[TextPiece] = deque()  # text for open jobs, not yet taken in
@@ -170,7 +182,7 @@ class Engine:
         is there."""
         pool, queued = self._pool, self._queue
         return bool(self._texts) or bool(self._admissions) or any(job.cancelled for job in queued) or (
-            bool(self._free_slots()) and any(self._admissible(job) for job in queued)
+            bool(self._admissions.free_slots(self._pool.settings)) and any(self._admissible(job) for job in queued)
         ) or any(job is not None and (job.cancelled or pool.settings[slot].feed.ready(pool.settings[slot].frames))
                  for slot, job in enumerate(self._jobs))
 
@@ -210,7 +222,7 @@ class Engine:
             texts, self._texts = self._texts, deque()
             for piece in texts:
                 piece.job.text.take(piece)
-            taken, dropped = self._take_pending()
+            taken, dropped = self._admissions.take(self._queue, self._pool.settings, self._admissible)
         for job in dropped:  # posted outside the lock: the codec queue may be full
             self._end(job, Finished(0, cancelled=True))
         self._drop_cancelled()
@@ -230,34 +242,12 @@ class Engine:
     def _newcomers_waiting(self) -> bool:
         """(takes the lock) Whether a queued job could be admitted now, or a prompt is partly prefilled."""
         with self._cv:
-            return bool(self._admissions) or (bool(self._free_slots())
+            return bool(self._admissions) or (bool(self._admissions.free_slots(self._pool.settings))
                                               and any(self._admissible(job) for job in self._queue))
 
     def _end(self, job: Job, event: Finished) -> None:
         """The job's Finished, delivered by the codec thread behind the frames already queued."""
         self._codec.put(EndUtterance(job, event))
-
-    def _free_slots(self) -> list[int]:
-        """Slots neither generating nor reserved for a prefill."""
-        reserved = self._admissions.reserved()
-        return [slot for slot, s in enumerate(self._pool.settings) if s is None and slot not in reserved]
-
-    def _take_pending(self) -> tuple[list[tuple[Job, int]], list[Job]]:
-        """Queued jobs to admit now, each with the free slot it gets (admission.py says how many; an open
-        text waits for its first tokens), and the queued jobs cancelled before admission."""
-        dropped = [job for job in self._queue if job.cancelled]
-        for job in dropped:
-            self._queue.remove(job)
-        free = self._free_slots()
-        count = self._admissions.take_count(len(free))
-        taken = []
-        for job in list(self._queue):
-            if len(taken) >= count:
-                break
-            if self._admissible(job):
-                self._queue.remove(job)
-                taken.append((job, free[len(taken)]))
-        return taken, dropped
 
     def _drop_cancelled(self) -> None:
         for slot, job in enumerate(self._jobs):
@@ -270,26 +260,15 @@ class Engine:
 
     def _reserve(self, job: Job, slot: int) -> None:
         """The job's prompt, budget and settings; it waits in `slot` for its prefill (or fails at once)."""
-        req, tts = job.request, self.tts
         job.taken_at = time.perf_counter()
         try:
-            text = job.text.prompt_text() if job.text is not None else None
-            prompt = build_prompt(req, tts.config, tts.tokenizer, tts.talker, tts.code_predictor, text)
-            budget = frame_budget(req.max_frames, prompt, self.max_frames_cap, self._pool.max_context)
+            part = new_part(job, slot, self.tts, self.max_frames_cap, self._pool.max_context)
         except Exception as exc:
             if not isinstance(exc, PromptError):
                 log.exception("preparing a prompt failed")
             message = str(exc) if isinstance(exc, PromptError) else "internal error while preparing the utterance"
             self._end(job, Finished(0, error=message))
             return
-        generator = torch.Generator(device=tts.device)
-        generator.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
-        sampling = req.sampling or tts.config.generation.sampling
-        settings = SlotSettings(sampling, generator, budget, req.stop_on_eos, prompt.feed)
-        if job.text is not None:  # later text extends the feed and the budget
-            job.text.admitted(prompt, settings, lambda p=prompt: frame_budget(
-                req.max_frames, p, self.max_frames_cap, self._pool.max_context))
-        part = PrefillPart(slot, prompt, settings)
         if self.prefixes is not None:
             self.prefixes.seed(part)
         self._admissions.add(job, part)

@@ -114,6 +114,7 @@ class ModelManager:
 
     def _load_blocking(self) -> None:
         from ..engine.admission import AdmissionPolicy
+        from ..engine.codec_stage import FirstFrames
         from ..engine.engine import Engine
         from ..model.tts import TTSModel
 
@@ -125,7 +126,7 @@ class ModelManager:
         tts = TTSModel.load(s.model_id, device=s.device, dtype=s.resolved_dtype, progress=on_progress)
         engine = Engine(tts, max_streams=s.max_streams, admission=AdmissionPolicy(s.admission),
                         prefill_chunk=s.prefill_chunk or None, reuse_prefixes=s.reuse_prefixes,
-                        on_first_audio=self.on_first_audio)
+                        first_frames=FirstFrames(s.first_frames), on_first_audio=self.on_first_audio)
         if s.warmup:
             self.message, self.progress = "warming up", 1.0 - WARMUP_SHARE
             try:

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     admission: Literal["batched", "one_per_step"] = "batched"  # engine/admission.py
     prefill_chunk: int = Field(0, ge=0)  # prompt rows per prefill pass beside running streams; 0: by device
     reuse_prefixes: bool = True  # engine/prefix_cache.py
+    first_frames: Literal["apart", "together"] = "apart"  # engine/codec_stage.py
     default_instruct: str = "A calm, clear voice speaking at a natural pace."
     queue_while_loading: bool = True
     loading_retry_after_ms: int = Field(2000, ge=0)
