@@ -191,6 +191,8 @@ def test_plan_takes_rows_first_come_first_served():
     assert [(p.slot, n) for _, p, n in admissions.plan(streams_running=False)] == [(0, 7), (1, 30), (2, 2)]
     assert admissions.reserved() == {0, 1, 2} and admissions.take_count(5) == 5
     assert Admissions(AdmissionPolicy.ONE_PER_STEP, chunk=10).take_count(5) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        Admissions(AdmissionPolicy.BATCHED, chunk=0)
 
 
 def test_take_gives_free_unreserved_slots_in_arrival_order_and_drops_cancelled_jobs():
@@ -213,8 +215,6 @@ def test_take_gives_free_unreserved_slots_in_arrival_order_and_drops_cancelled_j
     assert list(queue) == [waiting, c]  # not ready yet, or no slot left: still queued, in order
     taken, _ = Admissions(AdmissionPolicy.ONE_PER_STEP, chunk=10).take(queue, settings, lambda job: True)
     assert taken == [(waiting, 1)] and list(queue) == [c]  # one per step, into the lowest free slot
-    with pytest.raises(ValueError, match="at least 1"):
-        Admissions(AdmissionPolicy.BATCHED, chunk=0)
 
 
 

@@ -269,7 +269,7 @@ class CodecStage:
     @torch.inference_mode()
     def decode_rows(self, frame: torch.Tensor, slots: list[int]) -> tuple[np.ndarray, list[int]]:
         """Only the given slots' rows of frame [n, 16] -> (audio [k, 1920] in the order of `slots`, rejected
-        slots), every other row's codec state untouched: their state is gathered, advanced and put back."""
+        slots). Those rows' codec state is gathered, advanced and put back; every other row's is untouched."""
         index = torch.as_tensor(slots, dtype=torch.long, device=frame.device)
         picked = frame.index_select(0, index)  # [k, 16]
         valid = ((picked >= 0) & (picked < self.codebook_size)).all(dim=1)  # [k]
