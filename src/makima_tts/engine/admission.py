@@ -71,6 +71,10 @@ class Admissions:
             return min(1, free_slots)
         return free_slots
 
+    def can_take(self, queue: deque[Job], settings: list, admissible: Callable[[Job], bool]) -> bool:
+        """Whether `take` would admit a job now: a free slot, and a queued job that is `admissible`."""
+        return bool(self.free_slots(settings)) and any(admissible(job) for job in queue)
+
     def take(self, queue: deque[Job], settings: list, admissible: Callable[[Job], bool]
              ) -> tuple[list[tuple[Job, int]], list[Job]]:
         """(under the engine's lock) Out of `queue`: the jobs to admit now, each with the free slot it gets

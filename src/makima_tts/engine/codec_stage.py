@@ -254,7 +254,7 @@ class CodecStage:
         silence (code 0) so that the other rows' audio is unaffected, and its slot is returned so that
         the engine fails that utterance alone. The check runs on the device; its answer is read with
         the audio (no extra sync)."""
-        valid = ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)  # [n]
+        valid = self._in_codebook(frame)  # [n]
         codes = frame * valid[:, None]
         kept = self.state.take_rows(held) if held else None
         if self.static is not None:
@@ -272,12 +272,16 @@ class CodecStage:
         slots). Those rows' codec state is gathered, advanced and put back; every other row's is untouched."""
         index = torch.as_tensor(slots, dtype=torch.long, device=frame.device)
         picked = frame.index_select(0, index)  # [k, 16]
-        valid = ((picked >= 0) & (picked < self.codebook_size)).all(dim=1)  # [k]
+        valid = self._in_codebook(picked)  # [k]
         rows = self.state.take_rows(slots)
         audio = self.tts.codec.decode_step((picked * valid[:, None])[:, :, None], rows)  # [k, 1920]
         self.state.put_rows(slots, rows)
         audio, valid = audio.cpu().numpy(), valid.cpu().numpy()
         return audio, [slots[i] for i in np.flatnonzero(~valid)]
+
+    def _in_codebook(self, frame: torch.Tensor) -> torch.Tensor:
+        """frame [n, 16] -> [n] bool: every code of the row is a codebook id (checked on the device)."""
+        return ((frame >= 0) & (frame < self.codebook_size)).all(dim=1)
 
 
 def _receive(ready: torch.cuda.Event | None, tensor: torch.Tensor | None) -> None:

@@ -182,7 +182,7 @@ class Engine:
         is there."""
         pool, queued = self._pool, self._queue
         return bool(self._texts) or bool(self._admissions) or any(job.cancelled for job in queued) or (
-            bool(self._admissions.free_slots(self._pool.settings)) and any(self._admissible(job) for job in queued)
+            self._admissions.can_take(queued, pool.settings, self._admissible)
         ) or any(job is not None and (job.cancelled or pool.settings[slot].feed.ready(pool.settings[slot].frames))
                  for slot, job in enumerate(self._jobs))
 
@@ -242,8 +242,8 @@ class Engine:
     def _newcomers_waiting(self) -> bool:
         """(takes the lock) Whether a queued job could be admitted now, or a prompt is partly prefilled."""
         with self._cv:
-            return bool(self._admissions) or (bool(self._admissions.free_slots(self._pool.settings))
-                                              and any(self._admissible(job) for job in self._queue))
+            return bool(self._admissions) or self._admissions.can_take(self._queue, self._pool.settings,
+                                                                       self._admissible)
 
     def _end(self, job: Job, event: Finished) -> None:
         """The job's Finished, delivered by the codec thread behind the frames already queued."""
