@@ -80,7 +80,7 @@ def test_closing_a_stream_cancels_its_utterance_on_the_server(start_server):
 
 
 def test_a_server_stopped_mid_stream_is_a_retryable_api_error(start_server):
-    srv = start_server(max_frames=200)
+    srv = start_server(max_frames=200, shutdown_grace_s=0)  # no grace: the stream is cut at the stop
 
     async def main():
         tts = MakimaTTS(url=srv.ws, sample_rate=RATE)

@@ -1,8 +1,10 @@
 """SIGTERM on `makima-tts serve` (a real process): every in-flight utterance gets its terminal, then
-`stopped{server_shutdown}` and close 1001, and the process exits."""
+`stopped{server_shutdown}` and close 1001, and the process exits. A reply whose text is still open at
+shutdown is spoken as far as it was sent within the grace, or cut at once without one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,6 +13,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from server_helpers import REPO_VOICES, TIMEOUT, Client, run
 
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog."] * 6)
@@ -78,3 +81,32 @@ def test_sigterm_ends_sessions_properly(tiny_model, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(("grace", "terminal"), [(5.0, "complete"), (0.0, "error")])
+def test_an_open_text_at_shutdown_ends_with_what_it_was_sent_or_at_once_without_grace(start_server, grace, terminal):
+    """A voice agent's reply still streaming (its text open, its first sentence flushed and spoken): with a
+    grace the server closes the text and the utterance ends `complete`; with none, `SERVER_BUSY` at once."""
+    srv = start_server(shutdown_grace_s=grace)
+    srv.wait_loaded()
+
+    async def main():
+        c = await Client.open(srv.ws)
+        await c.recv_json("ready")
+        await c.send(type="speak", utteranceId="reply", text="The first sentence is sent. ", **{"continue": True})
+        await c.send(type="flush", utteranceId="reply")
+        await c.recv_json("flushed")  # its audio is out (the test's 4-frame cap ends it); the text stays open
+        stopping = asyncio.create_task(asyncio.to_thread(srv.stop))
+        seen = [await c.recv_json()]
+        while seen[-1]["type"] != "stopped":
+            seen.append(await c.recv_json())
+        await stopping
+        return seen
+
+    seen = run(main())
+    assert [m["type"] for m in seen] == [terminal, "stopped"] and seen[-1]["reason"] == "server_shutdown"
+    assert seen[0]["utteranceId"] == "reply"
+    if terminal == "error":
+        assert seen[0]["code"] == "SERVER_BUSY"
+    else:
+        assert seen[0]["charactersProcessed"] == len("The first sentence is sent. ")

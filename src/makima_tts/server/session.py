@@ -129,17 +129,18 @@ class Session:
         self._closed.set()
 
     async def shutdown(self) -> None:
-        """Server shutdown: refuse new work, let the current utterance finish within the grace period,
-        give every other one an error terminal, then `stopped{server_shutdown}` and close 1001."""
+        """Server shutdown: refuse new work, let the current utterance finish within the grace period
+        (its open text closed: it speaks what it has), give every other one an error terminal, then
+        `stopped{server_shutdown}` and close 1001. A grace of 0 cuts the current one too, at once."""
         if self.state is SessionState.OPEN:
             self.state = SessionState.DRAINING
-        current = self.queue.current
+        current, grace = self.queue.current, self.settings.shutdown_grace_s
         for utt in self.queue.live():
             if utt is not current:
                 self.fail(utt, "SERVER_BUSY", "server is shutting down")
             utt.close_text()
-        if current is not None and current.task is not None:
-            await asyncio.wait([current.task], timeout=self.settings.shutdown_grace_s)
+        if current is not None and current.task is not None and grace > 0:
+            await asyncio.wait([current.task], timeout=grace)
         await self._close("server_shutdown", CloseCode.GOING_AWAY)
 
     def _on_disconnect(self) -> None:
