@@ -111,3 +111,19 @@ def test_conv1d(c_in, c_out, kernel, dilation, groups, time):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2 * want.abs().max().item())
         conv = conv.float()
+
+
+def test_conv1d_packs_once_per_channels_and_length_whatever_the_batch():
+    """The number of streams a codec decode carries changes all the time; a pack per batch size would
+    repack the weights at each change (40-290 ms for the codec's 29 convs)."""
+    torch.manual_seed(2)
+    half = torch.nn.Conv1d(48, 48, 7, dilation=3).to(torch.bfloat16)
+    conv = InferenceConv1d(half)
+    assert conv.packs is not None  # bfloat16 on CPU: packed for oneDNN
+    for batch in (1, 3, 8, 3, 1):
+        x = torch.randn(batch, 48, 18 + 25, dtype=torch.bfloat16)
+        want = F.conv1d(x.float(), half.weight.float(), half.bias.float(), dilation=3)
+        torch.testing.assert_close(conv(x).float(), want, rtol=2e-2, atol=2e-2 * want.abs().max().item())
+        assert list(conv.packs) == [(48, 43)]
+    conv(torch.randn(2, 48, 18 + 60, dtype=torch.bfloat16))  # another length (a whole-utterance decode)
+    assert list(conv.packs) == [(48, 43), (48, 78)]
