@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from makima_tts.engine.codec_stage import QUEUE_STEPS
+from makima_tts.engine.codec_stage import QUEUE_STEPS, FrameCodes
 from makima_tts.engine.engine import Engine
 from makima_tts.engine.prompt import build_prompt
 from makima_tts.engine.types import AudioFrame, Finished, SamplingParams, SpeechRequest
@@ -235,3 +235,23 @@ def test_first_audio_phases_add_up_to_the_engine_side_time_to_first_audio(tiny_t
         assert min(phases) >= 0
         assert sum(phases) == pytest.approx(job.first_audio_at - job.submitted_at, abs=1e-9)
     assert seen[1].queued >= jobs[0].first_audio_at - jobs[1].submitted_at  # it waited for the first one's slot
+
+
+def test_warmup_runs_one_alone_then_every_slot_at_once_and_reports_no_first_audio(tiny_tts):
+    """On CPU each new shape costs oneDNN a first call: the warm-up pays for one row and for full slots."""
+    seen, rows = [], []
+    eng = Engine(tiny_tts, max_streams=3, on_first_audio=seen.append)
+    put = eng._codec.put
+
+    def record(message):
+        if isinstance(message, FrameCodes):
+            rows.append(len(message.rows))
+        put(message)
+
+    eng._codec.put = record
+    try:
+        eng.warmup(frames=2)
+    finally:
+        eng.close()
+    assert rows[:2] == [1, 1] and max(rows) == 3  # the lone one's 2 frames, then all 3 slots together
+    assert seen == [] and eng.on_first_audio == seen.append  # warm-up audio is not observed; the observer is back

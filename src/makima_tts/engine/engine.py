@@ -152,9 +152,19 @@ class Engine:
         self._codec.join(timeout=30)
 
     def warmup(self, frames: int = 2) -> None:
-        """One short synthesis so the first real request pays no first-call costs."""
-        for _ in self.generate(warmup_request(self.tts.config, frames)):
-            pass
+        """Short syntheses so that real requests pay no first-call costs: one alone, then one in every
+        slot at once (on CPU oneDNN makes its kernels per shape on first use: after a lone warm-up, a
+        fresh engine's first burst of 8 took 819-842 ms to first audio, after this one 593-657 ms;
+        benchmarks/burst_bench.py). Run before serving: their audio is not reported to `on_first_audio`."""
+        request, observer, self.on_first_audio = warmup_request(self.tts.config, frames), self.on_first_audio, None
+        try:
+            for _ in self.generate(request):
+                pass
+            jobs = [self.submit(request, lambda event: None) for _ in self._jobs]
+            for job in jobs:
+                job.done.wait()
+        finally:
+            self.on_first_audio = observer
 
     @property
     def uses_cuda_graphs(self) -> bool:
