@@ -27,7 +27,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-from engine_bench import machine
+from engine_bench import machine, report
 
 from makima_tts.engine.engine import Engine
 from makima_tts.engine.types import Finished, SpeechRequest
@@ -106,11 +106,7 @@ def main() -> int:
                                 "--bursts", str(args.bursts), "--warmup", way, "--child"],
                                capture_output=True, text=True, timeout=TIMEOUT * (args.bursts + 1), check=True)
         info["results"].append(json.loads(child.stdout.strip().splitlines()[-1]))
-    info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    print(json.dumps(info, indent=1))
-    print(f"\n{info['command']}\n{info['machine']}\n\n{table(info['results'])}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=1))
+    report(info, table(info["results"]), args.json_out)
     return 0
 
 

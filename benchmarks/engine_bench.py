@@ -48,6 +48,16 @@ def machine() -> dict:
             "loadavg_start": open("/proc/loadavg").read().split()[:3]}
 
 
+def report(info: dict, table_text: str, json_out: str | None) -> None:
+    """The end of a run: the load average now into `info`, then the JSON, the command, the machine and the
+    table on stdout, and the JSON into `json_out` when given."""
+    info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    print(json.dumps(info, indent=1))
+    print(f"\n{info['command']}\n{info['machine']}\n\n{table_text}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(info, indent=1))
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -242,14 +252,9 @@ def main() -> int:
             results.append(bench_official(args.official, args.model, dtype, args.frames, args.threads, ref,
                                           args.device))
     info["results"], info["ratios"] = results, ratios(results)
-    info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    print(json.dumps(info, indent=1))
-    print(f"\n{info['command']}\n{info['machine']}\n")
-    print(table(results))
-    for key, value in info["ratios"].items():
-        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=1))
+    lines = [f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}"
+             for key, value in info["ratios"].items()]
+    report(info, "\n".join([table(results), *lines]), args.json_out)
     return 0
 
 

@@ -16,7 +16,6 @@ The JSON carries the command, the machine and every figure; a markdown table fol
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-from engine_bench import machine
+from engine_bench import machine, report
 
 from makima_tts.engine.codec_stage import FirstFrames
 from makima_tts.engine.engine import Engine
@@ -99,11 +98,7 @@ def main() -> int:
                 "results": [sitting(engine, voice, n, args.rounds) for n in counts]}
     finally:
         engine.close()
-    info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    print(json.dumps(info, indent=1))
-    print(f"\n{info['command']}\n{info['machine']}\n\n{table(info['results'])}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=1))
+    report(info, table(info["results"]), args.json_out)
     return 0
 
 

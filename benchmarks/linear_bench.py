@@ -11,15 +11,13 @@ weights come from memory, as in decoding), divided by 16; GB/s counts the weight
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from engine_bench import machine  # the same machine record (this script's folder is on sys.path)
+from engine_bench import machine, report  # the same machine record (this script's folder is on sys.path)
 
 from makima_tts.model import cpu_kernel
 
@@ -89,12 +87,7 @@ def main() -> int:
     info = {"command": " ".join(sys.argv),
             "machine": {**machine(), "avx512_bf16": cpu_kernel.cpu_has_avx512_bf16()}}
     info["results"] = bench([int(r) for r in args.rows.split(",")], args.repeats)
-    info["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    print(json.dumps(info, indent=1))
-    print(f"\n{info['command']}\n{info['machine']}\n")
-    print(table(info["results"]))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=1))
+    report(info, table(info["results"]), args.json_out)
     return 0
 
 
